@@ -1,0 +1,427 @@
+/**
+ * The hook spec: the schema of the `hook-runner.dev/hooks` annotation and of the normalised spec
+ * the webhook hands to the sidecar in HOOK_RUNNER_SPEC. One module for both halves, so they cannot
+ * disagree: the normalised spec is itself a valid annotation (every default filled in, every port a
+ * number), and the sidecar validates it with the same code the webhook runs at admission.
+ */
+import { constants as osConstants } from 'node:os';
+import { parse as parseYaml } from 'yaml';
+import type { V1Container, V1LifecycleHandler } from '@kubernetes/client-node';
+import { ANNOTATION_HOOKS, PHASES, type Phase } from './names.js';
+
+export const HANDLER_KINDS = ['exec', 'httpGet', 'http', 'sleep', 'signal', 'tcpSocket'] as const;
+export type HandlerKind = (typeof HANDLER_KINDS)[number];
+
+export interface Header {
+  name: string;
+  value: string;
+}
+export type Scheme = 'HTTP' | 'HTTPS';
+
+export interface ExecAction {
+  command: string[];
+}
+export interface HttpGetAction {
+  path: string;
+  port: number;
+  host: string;
+  scheme: Scheme;
+  httpHeaders: Header[];
+}
+export interface HttpAction {
+  method: string;
+  path: string;
+  port: number;
+  host: string;
+  scheme: Scheme;
+  headers: Header[];
+  body?: string;
+}
+export interface SleepAction {
+  seconds: number;
+}
+export interface SignalAction {
+  name: string;
+  waitForExit: boolean;
+}
+export interface TcpSocketAction {
+  port: number;
+  host: string;
+}
+
+export interface CommonFields {
+  timeoutSeconds: number;
+  retries: number;
+  retryDelaySeconds: number;
+  continueOnError: boolean;
+}
+
+/** One normalised handler: exactly one action key plus every common field. */
+export type HandlerSpec = CommonFields &
+  (
+    | { exec: ExecAction }
+    | { httpGet: HttpGetAction }
+    | { http: HttpAction }
+    | { sleep: SleepAction }
+    | { signal: SignalAction }
+    | { tcpSocket: TcpSocketAction }
+  );
+
+export interface ContainerHooks {
+  shutdownSeconds: number;
+  postStart: HandlerSpec[];
+  preStop: HandlerSpec[];
+}
+
+/** Normalised hooks of every hooked container, keyed by container name. */
+export type HookSpec = Record<string, ContainerHooks>;
+
+export interface SpecDefaults {
+  timeoutSeconds: number;
+  shutdownSeconds: number;
+}
+
+export const DEFAULT_HOST = '127.0.0.1';
+/** Upper bounds that keep a typo (`retries: 1000`) from turning into an hour-long hook. */
+export const MAX_RETRIES = 20;
+export const MAX_SECONDS = 24 * 3600;
+/** The annotation is bounded well below the API server's 256 KiB total annotation limit. */
+export const MAX_ANNOTATION_BYTES = 64 * 1024;
+
+/** A validation error with the exact location in the annotation, e.g. `app.preStop[1].httpGet.port`. */
+export class HookSpecError extends Error {
+  constructor(
+    readonly location: string,
+    readonly detail: string,
+    readonly source: string = ANNOTATION_HOOKS,
+  ) {
+    super(`${source}: ${location ? `${location}: ` : ''}${detail}`);
+    this.name = 'HookSpecError';
+  }
+}
+
+export function handlerKind(h: HandlerSpec): HandlerKind {
+  for (const k of HANDLER_KINDS) if (k in h) return k;
+  throw new Error('handler without a kind'); // unreachable for validated specs
+}
+
+export function handlerAction(h: HandlerSpec): unknown {
+  return (h as unknown as Record<string, unknown>)[handlerKind(h)];
+}
+
+/** Which containers of the pod may be hooked, and how to resolve their named ports. */
+export interface ParseContext {
+  /** Regular containers of the pod. Absent when validating a normalised spec (sidecar side). */
+  containers?: readonly V1Container[];
+  defaults: SpecDefaults;
+  allowedHandlers: readonly HandlerKind[];
+  /** Prefix of every error message; the annotation key by default. */
+  source?: string;
+}
+
+type Obj = Record<string, unknown>;
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`;
+  if (typeof v === 'object') return 'a map';
+  return `${typeof v} ${String(v)}`;
+}
+
+function join(path: string, key: string | number): string {
+  if (typeof key === 'number') return `${path}[${key}]`;
+  return path ? `${path}.${key}` : key;
+}
+
+/** Parses the annotation's text: YAML or JSON, aliases bounded, duplicate keys refused. */
+export function parseHooksText(text: string, source = ANNOTATION_HOOKS): unknown {
+  if (Buffer.byteLength(text, 'utf8') > MAX_ANNOTATION_BYTES) {
+    throw new HookSpecError('', `is ${Buffer.byteLength(text, 'utf8')} bytes; at most ${MAX_ANNOTATION_BYTES} are accepted`, source);
+  }
+  try {
+    // maxAliasCount stops alias bombs ("billion laughs") before they expand.
+    return parseYaml(text, { maxAliasCount: 50, uniqueKeys: true, prettyErrors: false });
+  } catch (e) {
+    const msg = (e as Error).message.split('\n')[0] ?? 'parse error';
+    throw new HookSpecError('', `not valid YAML or JSON: ${msg}`, source);
+  }
+}
+
+class Validator {
+  private readonly source: string;
+  constructor(private readonly ctx: ParseContext) {
+    this.source = ctx.source ?? ANNOTATION_HOOKS;
+  }
+
+  fail(path: string, detail: string): never {
+    throw new HookSpecError(path, detail, this.source);
+  }
+
+  fields(path: string, o: Obj, allowed: readonly string[]): void {
+    for (const k of Object.keys(o)) {
+      if (!allowed.includes(k)) this.fail(join(path, k), `unknown field; expected one of ${allowed.join(', ')}`);
+    }
+  }
+
+  obj(path: string, v: unknown): Obj {
+    if (!isObj(v)) this.fail(path, `must be a map, got ${describe(v)}`);
+    return v;
+  }
+
+  str(path: string, v: unknown, { nonEmpty = true } = {}): string {
+    if (typeof v !== 'string') this.fail(path, `must be a string, got ${describe(v)}`);
+    if (nonEmpty && v.length === 0) this.fail(path, 'must not be empty');
+    return v;
+  }
+
+  seconds(path: string, v: unknown, { positive }: { positive: boolean }): number {
+    if (typeof v !== 'number' || !Number.isFinite(v)) this.fail(path, `must be a number of seconds, got ${describe(v)}`);
+    if (positive ? v <= 0 : v < 0) this.fail(path, `must be ${positive ? 'greater than 0' : '0 or more'}, got ${v}`);
+    if (v > MAX_SECONDS) this.fail(path, `must be at most ${MAX_SECONDS} (24 h), got ${v}`);
+    return v;
+  }
+
+  bool(path: string, v: unknown): boolean {
+    if (typeof v !== 'boolean') this.fail(path, `must be true or false, got ${describe(v)}`);
+    return v;
+  }
+
+  port(path: string, v: unknown, container: string): number {
+    const hint = this.ctx.containers ? `must be 1-65535 or a named port of container ${container}` : 'must be a port number 1-65535';
+    if (typeof v === 'number') {
+      if (!Number.isInteger(v) || v < 1 || v > 65535) this.fail(path, hint);
+      return v;
+    }
+    if (typeof v === 'string' && this.ctx.containers) {
+      if (/^[0-9]+$/.test(v)) return this.port(path, Number(v), container);
+      const c = this.ctx.containers.find((x) => x.name === container);
+      const p = c?.ports?.find((x) => x.name === v);
+      if (p) return p.containerPort;
+    }
+    return this.fail(path, hint);
+  }
+
+  host(path: string, v: unknown): string {
+    if (v === undefined) return DEFAULT_HOST;
+    const h = this.str(path, v);
+    if (/[\s/?#@]/.test(h)) this.fail(path, `must be a host name or IP address, got ${JSON.stringify(h)}`);
+    return h;
+  }
+
+  scheme(path: string, v: unknown): Scheme {
+    if (v === undefined) return 'HTTP';
+    if (v !== 'HTTP' && v !== 'HTTPS') this.fail(path, `must be HTTP or HTTPS, got ${describe(v)}`);
+    return v;
+  }
+
+  httpPath(path: string, v: unknown): string {
+    if (v === undefined) return '/';
+    const p = this.str(path, v);
+    if (!p.startsWith('/')) this.fail(path, `must start with "/", got ${JSON.stringify(p)}`);
+    if (/[\s]/.test(p)) this.fail(path, 'must not contain whitespace');
+    return p;
+  }
+
+  headers(path: string, v: unknown): Header[] {
+    if (v === undefined || v === null) return [];
+    // Accept the native list form and, for `http`, a plain map of name to value.
+    const list: unknown[] = Array.isArray(v)
+      ? v
+      : isObj(v)
+        ? Object.entries(v).map(([name, value]) => ({ name, value }))
+        : this.fail(path, `must be a list of {name, value}, got ${describe(v)}`);
+    return list.map((h, i) => {
+      const p = join(path, i);
+      const o = this.obj(p, h);
+      this.fields(p, o, ['name', 'value']);
+      const name = this.str(join(p, 'name'), o.name);
+      if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) this.fail(join(p, 'name'), `is not a valid HTTP header name: ${JSON.stringify(name)}`);
+      const value = typeof o.value === 'number' ? String(o.value) : this.str(join(p, 'value'), o.value, { nonEmpty: false });
+      if (/[\r\n]/.test(value)) this.fail(join(p, 'value'), 'must not contain line breaks');
+      return { name, value };
+    });
+  }
+
+  action(path: string, kind: HandlerKind, v: unknown, container: string): unknown {
+    const o = this.obj(path, v);
+    switch (kind) {
+      case 'exec': {
+        this.fields(path, o, ['command']);
+        const cmd = o.command;
+        if (!Array.isArray(cmd) || cmd.length === 0) this.fail(join(path, 'command'), `must be a non-empty list of strings (argv, no shell), got ${describe(cmd)}`);
+        return { command: cmd.map((c, i) => this.str(join(join(path, 'command'), i), c, { nonEmpty: i === 0 })) };
+      }
+      case 'httpGet': {
+        this.fields(path, o, ['path', 'port', 'host', 'scheme', 'httpHeaders']);
+        return {
+          path: this.httpPath(join(path, 'path'), o.path),
+          port: this.port(join(path, 'port'), o.port, container),
+          host: this.host(join(path, 'host'), o.host),
+          scheme: this.scheme(join(path, 'scheme'), o.scheme),
+          httpHeaders: this.headers(join(path, 'httpHeaders'), o.httpHeaders),
+        } satisfies HttpGetAction;
+      }
+      case 'http': {
+        this.fields(path, o, ['method', 'path', 'port', 'host', 'scheme', 'headers', 'body']);
+        let method = 'GET';
+        if (o.method !== undefined) {
+          method = this.str(join(path, 'method'), o.method).toUpperCase();
+          if (!/^[A-Z]+$/.test(method)) this.fail(join(path, 'method'), `must be an HTTP method such as GET or POST, got ${JSON.stringify(o.method)}`);
+        }
+        const out: HttpAction = {
+          method,
+          path: this.httpPath(join(path, 'path'), o.path),
+          port: this.port(join(path, 'port'), o.port, container),
+          host: this.host(join(path, 'host'), o.host),
+          scheme: this.scheme(join(path, 'scheme'), o.scheme),
+          headers: this.headers(join(path, 'headers'), o.headers),
+        };
+        if (o.body !== undefined) out.body = this.str(join(path, 'body'), o.body, { nonEmpty: false });
+        return out;
+      }
+      case 'sleep': {
+        this.fields(path, o, ['seconds']);
+        return { seconds: this.seconds(join(path, 'seconds'), o.seconds, { positive: false }) } satisfies SleepAction;
+      }
+      case 'signal': {
+        this.fields(path, o, ['name', 'waitForExit']);
+        const raw = this.str(join(path, 'name'), o.name).toUpperCase();
+        const name = raw.startsWith('SIG') ? raw : `SIG${raw}`;
+        if (!(name in osConstants.signals) || name === 'SIGKILL' || name === 'SIGSTOP') {
+          this.fail(join(path, 'name'), `must be a signal name such as SIGTERM, SIGQUIT, SIGINT, SIGUSR1 (SIGKILL and SIGSTOP are not allowed), got ${JSON.stringify(o.name)}`);
+        }
+        return {
+          name,
+          waitForExit: o.waitForExit === undefined ? false : this.bool(join(path, 'waitForExit'), o.waitForExit),
+        } satisfies SignalAction;
+      }
+      case 'tcpSocket': {
+        this.fields(path, o, ['port', 'host']);
+        return {
+          port: this.port(join(path, 'port'), o.port, container),
+          host: this.host(join(path, 'host'), o.host),
+        } satisfies TcpSocketAction;
+      }
+    }
+  }
+
+  handler(path: string, v: unknown, container: string): HandlerSpec {
+    const o = this.obj(path, v);
+    const common = ['timeoutSeconds', 'retries', 'retryDelaySeconds', 'continueOnError'];
+    const kinds = HANDLER_KINDS.filter((k) => k in o);
+    if (kinds.length === 0) {
+      const unknown = Object.keys(o).find((k) => !common.includes(k));
+      if (unknown) this.fail(join(path, unknown), `unknown handler kind; expected exactly one of ${HANDLER_KINDS.join(', ')}`);
+      this.fail(path, `has no handler; expected exactly one of ${HANDLER_KINDS.join(', ')}`);
+    }
+    if (kinds.length > 1) this.fail(path, `has ${kinds.join(' and ')}; an item takes exactly one handler kind`);
+    const kind = kinds[0] as HandlerKind;
+    this.fields(path, o, [kind, ...common]);
+    if (!this.ctx.allowedHandlers.includes(kind)) {
+      this.fail(join(path, kind), `handler kind ${kind} is not allowed by this cluster's hook-runner configuration (allowed: ${this.ctx.allowedHandlers.join(', ') || 'none'})`);
+    }
+    let retries = 0;
+    if (o.retries !== undefined) {
+      if (typeof o.retries !== 'number' || !Number.isInteger(o.retries) || o.retries < 0 || o.retries > MAX_RETRIES) {
+        this.fail(join(path, 'retries'), `must be a whole number 0-${MAX_RETRIES}, got ${describe(o.retries)}`);
+      }
+      retries = o.retries;
+    }
+    return {
+      [kind]: this.action(join(path, kind), kind, o[kind], container),
+      timeoutSeconds: o.timeoutSeconds === undefined ? this.ctx.defaults.timeoutSeconds : this.seconds(join(path, 'timeoutSeconds'), o.timeoutSeconds, { positive: true }),
+      retries,
+      retryDelaySeconds: o.retryDelaySeconds === undefined ? 1 : this.seconds(join(path, 'retryDelaySeconds'), o.retryDelaySeconds, { positive: false }),
+      continueOnError: o.continueOnError === undefined ? false : this.bool(join(path, 'continueOnError'), o.continueOnError),
+    } as unknown as HandlerSpec;
+  }
+
+  phase(path: string, v: unknown, container: string): HandlerSpec[] {
+    if (v === undefined || v === null) return [];
+    if (!Array.isArray(v)) this.fail(path, `must be a list of handlers, got ${describe(v)}`);
+    return v.map((item, i) => this.handler(join(path, i), item, container));
+  }
+
+  containerHooks(name: string, v: unknown): ContainerHooks {
+    if (this.ctx.containers && !this.ctx.containers.some((c) => c.name === name)) {
+      const names = this.ctx.containers.map((c) => c.name).join(', ');
+      this.fail(name, `no such container in this pod (containers: ${names}); hooks apply to regular containers only`);
+    }
+    const o = this.obj(name, v ?? {});
+    this.fields(name, o, ['shutdownSeconds', ...PHASES]);
+    return {
+      shutdownSeconds: o.shutdownSeconds === undefined ? this.ctx.defaults.shutdownSeconds : this.seconds(join(name, 'shutdownSeconds'), o.shutdownSeconds, { positive: false }),
+      postStart: this.phase(join(name, 'postStart'), o.postStart, name),
+      preStop: this.phase(join(name, 'preStop'), o.preStop, name),
+    };
+  }
+
+  spec(v: unknown): HookSpec {
+    if (v === null || v === undefined) return {};
+    if (!isObj(v)) this.fail('', `must be a map of container name to hooks, got ${describe(v)}`);
+    const out: HookSpec = {};
+    for (const [name, hooks] of Object.entries(v)) out[name] = this.containerHooks(name, hooks);
+    return out;
+  }
+}
+
+/** Validates and normalises parsed annotation data. Throws {@link HookSpecError}. */
+export function normaliseHooks(data: unknown, ctx: ParseContext): HookSpec {
+  return new Validator(ctx).spec(data);
+}
+
+/** Validates and normalises one handler at `path` (used to adopt native lifecycle handlers). */
+export function normaliseHandler(path: string, data: unknown, container: string, ctx: ParseContext): HandlerSpec {
+  return new Validator(ctx).handler(path, data, container);
+}
+
+/**
+ * Converts a native `lifecycle` handler into annotation form, or explains why it cannot be adopted.
+ * Native `sleep` and `tcpSocket` have no timeout of their own; they get the configured default.
+ */
+export function nativeToAnnotationItem(h: V1LifecycleHandler): Obj | undefined {
+  if (h.exec) return { exec: { command: h.exec.command ?? [] } };
+  if (h.httpGet) {
+    const g = h.httpGet;
+    const item: Obj = { path: g.path ?? '/', port: g.port };
+    if (g.host) item.host = g.host;
+    if (g.scheme) item.scheme = g.scheme;
+    if (g.httpHeaders?.length) item.httpHeaders = g.httpHeaders.map((x) => ({ name: x.name, value: x.value }));
+    return { httpGet: item };
+  }
+  if (h.sleep) return { sleep: { seconds: h.sleep.seconds } };
+  if (h.tcpSocket) {
+    const item: Obj = { port: h.tcpSocket.port };
+    if (h.tcpSocket.host) item.host = h.tcpSocket.host;
+    return { tcpSocket: item };
+  }
+  return undefined;
+}
+
+/** The sidecar's side: parses and validates HOOK_RUNNER_SPEC (JSON of a normalised spec). */
+export function parseSpecJson(text: string, source = 'HOOK_RUNNER_SPEC'): HookSpec {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (e) {
+    throw new HookSpecError('', `not valid JSON: ${(e as Error).message}`, source);
+  }
+  return normaliseHooks(data, {
+    defaults: { timeoutSeconds: 30, shutdownSeconds: 5 },
+    allowedHandlers: HANDLER_KINDS,
+    source,
+  });
+}
+
+export function hasHooks(h: ContainerHooks): boolean {
+  return h.postStart.length > 0 || h.preStop.length > 0;
+}
+
+export function phaseHandlers(h: ContainerHooks, phase: Phase): HandlerSpec[] {
+  return phase === 'postStart' ? h.postStart : h.preStop;
+}
