@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+/**
+ * The one `hook-runner` binary. Each subcommand is imported lazily so that the sidecar, which runs
+ * in every hooked pod, loads only what it uses.
+ */
+import { readFileSync } from 'node:fs';
+
+const USAGE = `hook-runner: container lifecycle hooks with timeouts, retries, logs, events and a grace-period budget
+
+Usage:
+  hook-runner webhook [--listen HOST:PORT] [--tls-cert-file F --tls-key-file F | --self-signed] [--config F]
+  hook-runner inject -f FILE|- [--config F] [-o yaml|json]
+  hook-runner sidecar            (configured by environment; see the README)
+  hook-runner wait-ready [--port N] [--timeout-seconds N]
+  hook-runner version
+
+Run 'hook-runner <command> --help' for a command's options.
+`;
+
+export function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'webhook':
+      return (await import('../webhook/cli.js')).runWebhookCli(rest);
+    case 'inject':
+      return (await import('../webhook/inject-cli.js')).runInjectCli(rest);
+    case 'sidecar':
+      return (await import('../sidecar/cli.js')).runSidecarCli(rest);
+    case 'wait-ready':
+      return (await import('../sidecar/wait-ready.js')).runWaitReadyCli(rest);
+    case 'version':
+    case '--version':
+      process.stdout.write(`hook-runner ${packageVersion()}\n`);
+      return 0;
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return cmd === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`hook-runner: unknown command ${JSON.stringify(cmd)}\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    // Servers resolve only when they have shut down; a number means "exit now with this code".
+    if (typeof code === 'number') process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`hook-runner: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,139 @@
+/**
+ * The webhook's configuration file (DESIGN §9), read by `webhook --config` and `inject --config`.
+ * Every key is optional; unknown keys are refused with the key's location.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import type { V1ResourceRequirements } from '@kubernetes/client-node';
+import { DEFAULT_SIDECAR_PORT } from '../common/names.js';
+import { HANDLER_KINDS, type HandlerKind } from '../common/spec.js';
+
+export type SidecarMode = 'auto' | 'native' | 'container';
+export const SIDECAR_MODES: readonly SidecarMode[] = ['auto', 'native', 'container'];
+
+export interface Config {
+  sidecar: {
+    image: string;
+    imagePullPolicy: 'Always' | 'IfNotPresent' | 'Never';
+    port: number;
+    mode: SidecarMode;
+    resources: V1ResourceRequirements;
+  };
+  defaults: { timeoutSeconds: number; shutdownSeconds: number };
+  allowedHandlers: HandlerKind[];
+  adoptNativeHooks: boolean;
+  eventOutput: boolean;
+}
+
+export const IMAGE_REPOSITORY = 'ghcr.io/hook-runner/hook-runner';
+
+export function defaultConfig(version: string): Config {
+  return {
+    sidecar: {
+      image: `${IMAGE_REPOSITORY}:${version}`,
+      imagePullPolicy: 'IfNotPresent',
+      port: DEFAULT_SIDECAR_PORT,
+      mode: 'auto',
+      resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } },
+    },
+    defaults: { timeoutSeconds: 30, shutdownSeconds: 5 },
+    allowedHandlers: [...HANDLER_KINDS],
+    adoptNativeHooks: true,
+    eventOutput: false,
+  };
+}
+
+export class ConfigError extends Error {
+  constructor(source: string, location: string, detail: string) {
+    super(`${source}: ${location}: ${detail}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Parses config text over the defaults. `source` names the file in error messages. */
+export function parseConfig(text: string, version: string, source = 'config'): Config {
+  let data: unknown;
+  try {
+    data = parseYaml(text, { maxAliasCount: 50, uniqueKeys: true });
+  } catch (e) {
+    throw new ConfigError(source, '(file)', `not valid YAML: ${(e as Error).message.split('\n')[0]}`);
+  }
+  const cfg = defaultConfig(version);
+  if (data === null || data === undefined) return cfg;
+  const fail = (loc: string, detail: string): never => {
+    throw new ConfigError(source, loc, detail);
+  };
+  const keys = (loc: string, o: Obj, allowed: string[]) => {
+    for (const k of Object.keys(o)) if (!allowed.includes(k)) fail(loc ? `${loc}.${k}` : k, `unknown key; expected one of ${allowed.join(', ')}`);
+  };
+  const map = (loc: string, v: unknown): Obj => (isObj(v) ? v : fail(loc, 'must be a map'));
+  const posNum = (loc: string, v: unknown, allowZero: boolean): number =>
+    typeof v === 'number' && Number.isFinite(v) && (allowZero ? v >= 0 : v > 0) ? v : fail(loc, `must be a number ${allowZero ? '0 or more' : 'greater than 0'}`);
+  const bool = (loc: string, v: unknown): boolean => (typeof v === 'boolean' ? v : fail(loc, 'must be true or false'));
+
+  const root = map('(file)', data);
+  keys('', root, ['sidecar', 'defaults', 'allowedHandlers', 'adoptNativeHooks', 'eventOutput']);
+  if (root.sidecar !== undefined) {
+    const s = map('sidecar', root.sidecar);
+    keys('sidecar', s, ['image', 'imagePullPolicy', 'port', 'mode', 'resources']);
+    if (s.image !== undefined) cfg.sidecar.image = typeof s.image === 'string' && s.image ? s.image : fail('sidecar.image', 'must be an image reference');
+    if (s.imagePullPolicy !== undefined) {
+      if (s.imagePullPolicy !== 'Always' && s.imagePullPolicy !== 'IfNotPresent' && s.imagePullPolicy !== 'Never') fail('sidecar.imagePullPolicy', 'must be Always, IfNotPresent or Never');
+      cfg.sidecar.imagePullPolicy = s.imagePullPolicy as Config['sidecar']['imagePullPolicy'];
+    }
+    if (s.port !== undefined) {
+      if (typeof s.port !== 'number' || !Number.isInteger(s.port) || s.port < 1 || s.port > 65535) fail('sidecar.port', 'must be a port number 1-65535');
+      cfg.sidecar.port = s.port as number;
+    }
+    if (s.mode !== undefined) {
+      if (!SIDECAR_MODES.includes(s.mode as SidecarMode)) fail('sidecar.mode', `must be one of ${SIDECAR_MODES.join(', ')}`);
+      cfg.sidecar.mode = s.mode as SidecarMode;
+    }
+    if (s.resources !== undefined) {
+      const r = map('sidecar.resources', s.resources);
+      keys('sidecar.resources', r, ['requests', 'limits']);
+      const res: V1ResourceRequirements = {};
+      for (const part of ['requests', 'limits'] as const) {
+        if (r[part] === undefined) continue;
+        const m = map(`sidecar.resources.${part}`, r[part]);
+        const out: Record<string, string> = {};
+        for (const [k, v] of Object.entries(m)) {
+          if (typeof v !== 'string' && typeof v !== 'number') fail(`sidecar.resources.${part}.${k}`, 'must be a quantity such as 10m or 64Mi');
+          out[k] = String(v);
+        }
+        res[part] = out;
+      }
+      cfg.sidecar.resources = res;
+    }
+  }
+  if (root.defaults !== undefined) {
+    const d = map('defaults', root.defaults);
+    keys('defaults', d, ['timeoutSeconds', 'shutdownSeconds']);
+    if (d.timeoutSeconds !== undefined) cfg.defaults.timeoutSeconds = posNum('defaults.timeoutSeconds', d.timeoutSeconds, false);
+    if (d.shutdownSeconds !== undefined) cfg.defaults.shutdownSeconds = posNum('defaults.shutdownSeconds', d.shutdownSeconds, true);
+  }
+  if (root.allowedHandlers !== undefined) {
+    const a = root.allowedHandlers;
+    if (!Array.isArray(a)) fail('allowedHandlers', `must be a list of handler kinds (${HANDLER_KINDS.join(', ')})`);
+    cfg.allowedHandlers = (a as unknown[]).map((k, i) =>
+      HANDLER_KINDS.includes(k as HandlerKind) ? (k as HandlerKind) : fail(`allowedHandlers[${i}]`, `unknown handler kind ${JSON.stringify(k)}; expected one of ${HANDLER_KINDS.join(', ')}`),
+    );
+  }
+  if (root.adoptNativeHooks !== undefined) cfg.adoptNativeHooks = bool('adoptNativeHooks', root.adoptNativeHooks);
+  if (root.eventOutput !== undefined) cfg.eventOutput = bool('eventOutput', root.eventOutput);
+  return cfg;
+}
+
+export function loadConfig(path: string | undefined, version: string): Config {
+  if (!path) return defaultConfig(version);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(path, '(file)', `cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  return parseConfig(text, version, path);
+}
