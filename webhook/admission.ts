@@ -1,0 +1,136 @@
+/**
+ * AdmissionReview (admission.k8s.io/v1) in, AdmissionReview out. Pure: the server passes the
+ * parsed body and sends back `review`. Malformed requests throw {@link BadReviewError} (HTTP 400);
+ * a pod the mutation refuses becomes a denial with status code 400 and the located message.
+ */
+import type { V1Pod } from '@kubernetes/client-node';
+import { HookSpecError } from '../common/spec.js';
+import type { Config } from './config.js';
+import { MutationError, mutatePod, type MutateOptions, type ResolvedMode } from './mutate.js';
+import { computePatch } from './patch.js';
+
+export type { ResolvedMode };
+export type Outcome = 'injected' | 'skipped' | 'denied';
+
+export interface AdmissionResult {
+  /** The complete AdmissionReview response, sent with HTTP 200. */
+  review: object;
+  outcome: Outcome;
+  /** One greppable word: why a pod was skipped or denied. */
+  reason?: string;
+  uid: string;
+  namespace?: string;
+  /** metadata.name, or generateName for pods that get their name from the API server. */
+  name?: string;
+  warnings: string[];
+}
+
+export class BadReviewError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BadReviewError';
+  }
+}
+
+export interface ReviewOptions {
+  config: Config;
+  mode: ResolvedMode;
+  newToken?: MutateOptions['newToken'];
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+interface Request {
+  uid: string;
+  kind?: { group?: string; version?: string; kind?: string };
+  resource?: { group?: string; version?: string; resource?: string };
+  subResource?: string;
+  operation?: string;
+  namespace?: string;
+  name?: string;
+  object?: unknown;
+}
+
+function readRequest(body: unknown): Request {
+  if (!isObj(body)) throw new BadReviewError('body must be a JSON object: an AdmissionReview of apiVersion admission.k8s.io/v1');
+  if (body.apiVersion !== 'admission.k8s.io/v1' || body.kind !== 'AdmissionReview') {
+    throw new BadReviewError(
+      `expected apiVersion admission.k8s.io/v1 and kind AdmissionReview, got apiVersion ${JSON.stringify(body.apiVersion ?? null)} and kind ${JSON.stringify(body.kind ?? null)} (admissionReviewVersions must be [v1])`,
+    );
+  }
+  const req = body.request;
+  if (!isObj(req)) throw new BadReviewError('request is missing or not an object');
+  if (typeof req.uid !== 'string' || req.uid === '') throw new BadReviewError('request.uid is missing or not a string');
+  for (const f of ['kind', 'resource'] as const) {
+    if (req[f] !== undefined && !isObj(req[f])) throw new BadReviewError(`request.${f} must be an object`);
+  }
+  return req as unknown as Request;
+}
+
+function response(uid: string, extra: Obj): object {
+  return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid, ...extra } };
+}
+
+function isPodCreate(req: Request): 'pod' | 'not-a-pod' | 'not-create' {
+  const r = req.resource;
+  const isPod = r ? r.group === '' && r.resource === 'pods' && (r.version === 'v1' || r.version === undefined) : req.kind?.kind === 'Pod' && !req.kind.group;
+  if (!isPod || req.subResource) return 'not-a-pod';
+  return req.operation === 'CREATE' ? 'pod' : 'not-create';
+}
+
+export function reviewAdmission(body: unknown, opts: ReviewOptions): AdmissionResult {
+  const req = readRequest(body);
+  const uid = req.uid;
+  const base = { uid, namespace: req.namespace || undefined };
+  const skip = (reason: string, name?: string, warnings: string[] = []): AdmissionResult => ({
+    ...base,
+    name,
+    outcome: 'skipped',
+    reason,
+    warnings,
+    review: response(uid, { allowed: true, auditAnnotations: { outcome: 'skipped', reason }, ...(warnings.length ? { warnings } : {}) }),
+  });
+
+  const what = isPodCreate(req);
+  if (what !== 'pod') return skip(what, req.name || undefined);
+  if (!isObj(req.object)) throw new BadReviewError('request.object is missing or not an object for a CREATE of a pod');
+  const pod = req.object as V1Pod;
+  if (!isObj(pod.spec) || !Array.isArray(pod.spec.containers)) throw new BadReviewError('request.object is not a Pod: spec.containers is missing');
+  const name = pod.metadata?.name || pod.metadata?.generateName || req.name || undefined;
+
+  try {
+    const result = mutatePod(pod, { config: opts.config, mode: opts.mode, newToken: opts.newToken });
+    if (!result.injected) return skip(result.reason, name, result.warnings);
+    const patch = computePatch(pod, result.pod);
+    const warnings = result.warnings;
+    return {
+      ...base,
+      name,
+      outcome: 'injected',
+      warnings,
+      review: response(uid, {
+        allowed: true,
+        patchType: 'JSONPatch',
+        patch: Buffer.from(JSON.stringify(patch)).toString('base64'),
+        auditAnnotations: { outcome: 'injected', containers: result.status.containers.join(',') },
+        ...(warnings.length ? { warnings } : {}),
+      }),
+    };
+  } catch (e) {
+    if (!(e instanceof HookSpecError || e instanceof MutationError)) throw e;
+    const reason = e instanceof HookSpecError ? 'invalid-hooks' : 'unsupported-pod';
+    return {
+      ...base,
+      name,
+      outcome: 'denied',
+      reason,
+      warnings: [],
+      review: response(uid, {
+        allowed: false,
+        status: { status: 'Failure', code: 400, reason: 'BadRequest', message: e.message },
+        auditAnnotations: { outcome: 'denied', reason },
+      }),
+    };
+  }
+}

@@ -1,0 +1,300 @@
+/**
+ * The mutation (DESIGN §4), as a pure function: (pod, options) → hooked pod + warnings, or a
+ * skip with its one-word reason. It never edits its input; the JSONPatch is computed elsewhere
+ * from the difference (patch.ts). Randomness (the per-pod token) comes in through `newToken`, so
+ * the same input and token always give the same output.
+ */
+import { randomBytes } from 'node:crypto';
+import type { V1Container, V1EnvVar, V1Lifecycle, V1LifecycleHandler, V1Pod, V1PodSpec } from '@kubernetes/client-node';
+import {
+  ANNOTATION_HOOKS,
+  ANNOTATION_STATUS,
+  DEFAULT_GRACE_SECONDS,
+  ENV_EVENT_OUTPUT,
+  ENV_GRACE_SECONDS,
+  ENV_MARKER,
+  ENV_NODE_NAME,
+  ENV_POD_NAME,
+  ENV_POD_NAMESPACE,
+  ENV_POD_UID,
+  ENV_PORT,
+  ENV_SPEC,
+  ENV_TOKEN,
+  HEADER_TOKEN,
+  LABEL_POD_INJECT,
+  PHASES,
+  SIDECAR_CONTAINER_NAME,
+  STATUS_VERSION,
+  hookPath,
+  type Phase,
+} from '../common/names.js';
+import {
+  HookSpecError,
+  handlerKind,
+  hasHooks,
+  nativeToAnnotationItem,
+  normaliseHandler,
+  normaliseHooks,
+  parseHooksText,
+  type ContainerHooks,
+  type HandlerSpec,
+  type HookSpec,
+  type ParseContext,
+} from '../common/spec.js';
+import { checkPreStopBudget } from '../common/budget.js';
+import type { Config } from './config.js';
+import { handlerKindsUsed, sidecarSecurityContext } from './security-context.js';
+
+export type ResolvedMode = 'native' | 'container';
+
+/** Why the webhook left a pod alone: one greppable word each. */
+export type SkipReason = 'opted-out' | 'already-injected' | 'no-hooks';
+
+export interface MutateOptions {
+  config: Config;
+  mode: ResolvedMode;
+  /** Per-pod token; random 128 bits by default. Tests pass a fixed one. */
+  newToken?: () => string;
+}
+
+export type MutateResult =
+  | { injected: false; reason: SkipReason; pod: V1Pod; warnings: string[] }
+  | { injected: true; pod: V1Pod; warnings: string[]; status: InjectionStatus };
+
+/** What `hook-runner.dev/status` records. */
+export interface InjectionStatus {
+  version: number;
+  mode: ResolvedMode;
+  port: number;
+  containers: string[];
+}
+
+/** A pod the webhook refuses; `location` is where in the pod the problem is. */
+export class MutationError extends Error {
+  constructor(
+    readonly location: string,
+    readonly detail: string,
+  ) {
+    super(`${location}: ${detail}`);
+    this.name = 'MutationError';
+  }
+}
+
+export function randomToken(): string {
+  return randomBytes(16).toString('hex');
+}
+
+const clone = <T>(v: T): T => structuredClone(v);
+
+/** The hooks of the pod: annotation and adopted native lifecycle handlers, normalised. */
+export function collectHooks(pod: V1Pod, config: Config): { spec: HookSpec; warnings: string[] } {
+  const containers = pod.spec?.containers ?? [];
+  const ctx: ParseContext = { containers, defaults: config.defaults, allowedHandlers: config.allowedHandlers };
+  const text = pod.metadata?.annotations?.[ANNOTATION_HOOKS];
+  const spec: HookSpec = text === undefined ? {} : normaliseHooks(parseHooksText(text), ctx);
+  const warnings: string[] = [];
+
+  for (const c of containers) {
+    for (const phase of PHASES) {
+      const native = c.lifecycle?.[phase];
+      if (!native) continue;
+      const declared = spec[c.name]?.[phase] ?? [];
+      if (!config.adoptNativeHooks) {
+        if (declared.length > 0) {
+          throw new HookSpecError(
+            `${c.name}.${phase}`,
+            `container ${c.name} already has a native lifecycle.${phase} and adoptNativeHooks is false in the hook-runner configuration; remove one of the two`,
+          );
+        }
+        continue;
+      }
+      const adopted = adoptNative(c.name, phase, native, ctx);
+      const hooks: ContainerHooks = spec[c.name] ?? { shutdownSeconds: config.defaults.shutdownSeconds, postStart: [], preStop: [] };
+      hooks[phase] = [adopted, ...declared];
+      spec[c.name] = hooks;
+      if (declared.length > 0) {
+        warnings.push(
+          `container ${c.name}: ${phase} is declared both natively (lifecycle.${phase}) and in ${ANNOTATION_HOOKS}; ` +
+            `the native handler runs first, then the annotation's ${declared.length} handler${declared.length === 1 ? '' : 's'}`,
+        );
+      }
+    }
+  }
+  for (const name of Object.keys(spec)) if (!hasHooks(spec[name]!)) delete spec[name];
+  return { spec, warnings };
+}
+
+function adoptNative(container: string, phase: Phase, native: V1LifecycleHandler, ctx: ParseContext): HandlerSpec {
+  const source = `spec.containers[${container}].lifecycle`;
+  const item = nativeToAnnotationItem(native);
+  if (!item) throw new HookSpecError(phase, 'has no exec, httpGet, sleep or tcpSocket handler that hook-runner can adopt', source);
+  return normaliseHandler(phase, item, container, { ...ctx, source });
+}
+
+function usedPorts(spec: V1PodSpec): Set<number> {
+  const ports = new Set<number>();
+  for (const c of [...(spec.initContainers ?? []), ...spec.containers]) for (const p of c.ports ?? []) ports.add(p.containerPort);
+  return ports;
+}
+
+/** The configured port, or the next free one when a container of the pod already declares it. */
+export function pickSidecarPort(spec: V1PodSpec, preferred: number): number {
+  const used = usedPorts(spec);
+  let port = preferred;
+  while (used.has(port)) port = port >= 65535 ? 1024 : port + 1;
+  return port;
+}
+
+function graceSeconds(spec: V1PodSpec): number {
+  return spec.terminationGracePeriodSeconds ?? DEFAULT_GRACE_SECONDS;
+}
+
+function budgetWarnings(spec: HookSpec, grace: number): string[] {
+  const out: string[] = [];
+  for (const [name, hooks] of Object.entries(spec)) {
+    if (hooks.preStop.length === 0) continue;
+    if (grace === 0) {
+      out.push(`container ${name}: terminationGracePeriodSeconds is 0, so the kubelet never calls PreStop; its ${hooks.preStop.length} preStop handler${hooks.preStop.length === 1 ? '' : 's'} will not run`);
+      continue;
+    }
+    const b = checkPreStopBudget(hooks, grace);
+    if (b.availableSeconds <= 0) {
+      out.push(`container ${name}: shutdownSeconds ${hooks.shutdownSeconds} leaves no time for preStop in terminationGracePeriodSeconds ${grace}; preStop will be cut off at once`);
+    } else if (!b.fits) {
+      out.push(
+        `container ${name}: preStop may take up to ${b.worstCaseSeconds}s, but terminationGracePeriodSeconds ${grace} - shutdownSeconds ${hooks.shutdownSeconds} leaves ${b.availableSeconds}s; ` +
+          `hook-runner cuts preStop off at ${b.availableSeconds}s so the app keeps its ${hooks.shutdownSeconds}s (raise terminationGracePeriodSeconds to at least ${b.worstCaseSeconds + hooks.shutdownSeconds} to let every handler finish)`,
+      );
+    }
+  }
+  return out;
+}
+
+function env(name: string, value: string): V1EnvVar {
+  return { name, value };
+}
+
+function fieldEnv(name: string, fieldPath: string): V1EnvVar {
+  return { name, valueFrom: { fieldRef: { fieldPath } } };
+}
+
+function sidecarContainer(spec: HookSpec, podSpec: V1PodSpec, opts: MutateOptions, port: number, token: string): V1Container {
+  const { config, mode } = opts;
+  const readyz = { httpGet: { path: '/readyz', port, scheme: 'HTTP' } };
+  const c: V1Container = {
+    name: SIDECAR_CONTAINER_NAME,
+    image: config.sidecar.image,
+    imagePullPolicy: config.sidecar.imagePullPolicy,
+    args: ['sidecar'],
+    ports: [{ containerPort: port, protocol: 'TCP' }],
+    env: [
+      env(ENV_SPEC, JSON.stringify(spec)),
+      env(ENV_TOKEN, token),
+      env(ENV_PORT, String(port)),
+      env(ENV_GRACE_SECONDS, String(graceSeconds(podSpec))),
+      env(ENV_EVENT_OUTPUT, String(config.eventOutput)),
+      fieldEnv(ENV_POD_NAME, 'metadata.name'),
+      fieldEnv(ENV_POD_NAMESPACE, 'metadata.namespace'),
+      fieldEnv(ENV_POD_UID, 'metadata.uid'),
+      fieldEnv(ENV_NODE_NAME, 'spec.nodeName'),
+    ],
+    resources: clone(config.sidecar.resources),
+    securityContext: sidecarSecurityContext(handlerKindsUsed(spec)),
+    readinessProbe: { ...readyz, periodSeconds: 5 },
+  };
+  if (mode === 'native') {
+    c.restartPolicy = 'Always';
+    // The kubelet starts the app containers only once this passes, so no PostStart hits a closed port.
+    c.startupProbe = { ...readyz, periodSeconds: 1, failureThreshold: 60 };
+  } else {
+    // Containers start in order and the kubelet waits for each PostStart: this holds the app back
+    // until the sidecar listens (Istio's holdApplicationUntilProxyStarts).
+    c.lifecycle = { postStart: { exec: { command: ['hook-runner', 'wait-ready', '--port', String(port)] } } };
+  }
+  return c;
+}
+
+function rewriteContainer(c: V1Container, hooks: ContainerHooks, port: number, token: string): void {
+  const lifecycle: V1Lifecycle = { ...(c.lifecycle ?? {}) };
+  for (const phase of PHASES) {
+    if (hooks[phase].length === 0) continue;
+    lifecycle[phase] = {
+      httpGet: { path: hookPath(c.name, phase), port, scheme: 'HTTP', httpHeaders: [{ name: HEADER_TOKEN, value: token }] },
+    };
+  }
+  c.lifecycle = lifecycle;
+  const marker = c.env?.find((e) => e.name === ENV_MARKER);
+  if (marker) {
+    if (marker.value !== c.name) {
+      throw new MutationError(`spec.containers[${c.name}].env[${ENV_MARKER}]`, `is set to ${JSON.stringify(marker.value ?? '')}; hook-runner sets it to the container's name to find its processes, remove it`);
+    }
+  } else {
+    c.env = [...(c.env ?? []), env(ENV_MARKER, c.name)];
+  }
+}
+
+function checkPodCanBeHooked(pod: V1Pod): void {
+  const spec = pod.spec!;
+  if (spec.hostPID) {
+    throw new MutationError('spec.hostPID', 'is true; hook-runner needs the pod\'s own shared PID namespace (shareProcessNamespace) to find and act on its containers, and will not run hooks across the node\'s processes; remove hostPID or the hooks');
+  }
+  if (spec.shareProcessNamespace === false) {
+    throw new MutationError('spec.shareProcessNamespace', 'is set to false explicitly; the hook-runner sidecar must see the containers\' processes to run exec and signal handlers and to know when a container has stopped; remove the field or the hooks');
+  }
+  const clash = [...(spec.initContainers ?? []), ...spec.containers].find((c) => c.name === SIDECAR_CONTAINER_NAME);
+  if (clash) throw new MutationError(`spec.containers[${SIDECAR_CONTAINER_NAME}]`, `the container name ${SIDECAR_CONTAINER_NAME} is reserved for the injected sidecar; rename the container`);
+}
+
+function modeWarnings(pod: V1Pod, mode: ResolvedMode): string[] {
+  const restart = pod.spec?.restartPolicy ?? 'Always';
+  if (mode === 'container' && restart !== 'Always') {
+    return [`restartPolicy is ${restart} and the hook-runner sidecar runs as a regular container (sidecar mode container): the pod completes only when the sidecar exits too; use a cluster with native sidecars (Kubernetes 1.29+) for Jobs`];
+  }
+  return [];
+}
+
+function securityWarnings(pod: V1Pod, sidecar: V1Container): string[] {
+  const caps = sidecar.securityContext?.capabilities?.add ?? [];
+  if (pod.spec?.securityContext?.runAsNonRoot && caps.length > 0) {
+    return [`the pod sets securityContext.runAsNonRoot, but its exec/signal hooks need the hook-runner sidecar to run as uid 0 with capabilities ${caps.join(', ')} (and nothing else); the sidecar's own securityContext says so`];
+  }
+  return [];
+}
+
+/** The mutation. Throws {@link HookSpecError} or {@link MutationError} for a pod that must be denied. */
+export function mutatePod(original: V1Pod, opts: MutateOptions): MutateResult {
+  const labels = original.metadata?.labels ?? {};
+  const annotations = original.metadata?.annotations ?? {};
+  if (labels[LABEL_POD_INJECT] === 'false') return { injected: false, reason: 'opted-out', pod: original, warnings: [] };
+  if (annotations[ANNOTATION_STATUS] !== undefined) return { injected: false, reason: 'already-injected', pod: original, warnings: [] };
+  if (!original.spec || !Array.isArray(original.spec.containers)) throw new MutationError('spec.containers', 'is missing; a Pod needs at least one container');
+
+  const { spec: hooks, warnings } = collectHooks(original, opts.config);
+  if (Object.keys(hooks).length === 0) return { injected: false, reason: 'no-hooks', pod: original, warnings };
+  checkPodCanBeHooked(original);
+
+  const pod = clone(original);
+  const spec = pod.spec!;
+  const port = pickSidecarPort(spec, opts.config.sidecar.port);
+  const token = (opts.newToken ?? randomToken)();
+  const sidecar = sidecarContainer(hooks, spec, opts, port, token);
+
+  for (const c of spec.containers) {
+    const h = hooks[c.name];
+    if (h) rewriteContainer(c, h, port, token);
+  }
+  if (opts.mode === 'native') spec.initContainers = [sidecar, ...(spec.initContainers ?? [])];
+  else spec.containers = [sidecar, ...spec.containers];
+  spec.shareProcessNamespace = true;
+
+  const status: InjectionStatus = { version: STATUS_VERSION, mode: opts.mode, port, containers: Object.keys(hooks) };
+  pod.metadata = { ...(pod.metadata ?? {}), annotations: { ...annotations, [ANNOTATION_STATUS]: JSON.stringify(status) } };
+
+  warnings.push(...budgetWarnings(hooks, graceSeconds(spec)), ...modeWarnings(pod, opts.mode), ...securityWarnings(pod, sidecar));
+  return { injected: true, pod, warnings, status };
+}
+
+/** Handler kinds each hooked container uses; handy for messages. */
+export function describeKinds(h: ContainerHooks): string {
+  return [...new Set([...h.postStart, ...h.preStop].map(handlerKind))].join(', ');
+}
