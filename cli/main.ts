@@ -3,7 +3,7 @@
  * The one `hook-runner` binary. Each subcommand is imported lazily so that the sidecar, which runs
  * in every hooked pod, loads only what it uses.
  */
-import { readFileSync } from 'node:fs';
+import { packageVersion } from './version.js';
 
 const USAGE = `hook-runner: container lifecycle hooks with timeouts, retries, logs, events and a grace-period budget
 
@@ -16,11 +16,6 @@ Usage:
 
 Run 'hook-runner <command> --help' for a command's options.
 `;
-
-export function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;

@@ -180,7 +180,7 @@ function fieldEnv(name: string, fieldPath: string): V1EnvVar {
 
 function sidecarContainer(spec: HookSpec, podSpec: V1PodSpec, opts: MutateOptions, port: number, token: string): V1Container {
   const { config, mode } = opts;
-  const readyz = { httpGet: { path: '/readyz', port, scheme: 'HTTP' } };
+  const readyz = () => ({ httpGet: { path: '/readyz', port, scheme: 'HTTP' } });
   const c: V1Container = {
     name: SIDECAR_CONTAINER_NAME,
     image: config.sidecar.image,
@@ -200,12 +200,12 @@ function sidecarContainer(spec: HookSpec, podSpec: V1PodSpec, opts: MutateOption
     ],
     resources: clone(config.sidecar.resources),
     securityContext: sidecarSecurityContext(handlerKindsUsed(spec)),
-    readinessProbe: { ...readyz, periodSeconds: 5 },
+    readinessProbe: { ...readyz(), periodSeconds: 5 },
   };
   if (mode === 'native') {
     c.restartPolicy = 'Always';
     // The kubelet starts the app containers only once this passes, so no PostStart hits a closed port.
-    c.startupProbe = { ...readyz, periodSeconds: 1, failureThreshold: 60 };
+    c.startupProbe = { ...readyz(), periodSeconds: 1, failureThreshold: 60 };
   } else {
     // Containers start in order and the kubelet waits for each PostStart: this holds the app back
     // until the sidecar listens (Istio's holdApplicationUntilProxyStarts).

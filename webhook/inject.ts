@@ -1,0 +1,102 @@
+/**
+ * Offline injection over Kubernetes documents (`hook-runner inject`, like `istioctl kube-inject`):
+ * Pods and the pod templates of every workload kind go through the same pure mutation as the
+ * webhook; every other document passes through unchanged.
+ */
+import type { V1ObjectMeta, V1Pod, V1PodSpec } from '@kubernetes/client-node';
+import { HookSpecError } from '../common/spec.js';
+import { MutationError, mutatePod, type MutateOptions } from './mutate.js';
+
+interface Template {
+  metadata?: V1ObjectMeta;
+  spec?: V1PodSpec;
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Where each workload kind keeps its pod template. */
+const TEMPLATE_PATHS: Record<string, string[]> = {
+  Deployment: ['spec', 'template'],
+  StatefulSet: ['spec', 'template'],
+  DaemonSet: ['spec', 'template'],
+  ReplicaSet: ['spec', 'template'],
+  ReplicationController: ['spec', 'template'],
+  Job: ['spec', 'template'],
+  CronJob: ['spec', 'jobTemplate', 'spec', 'template'],
+};
+
+export interface InjectedDocument {
+  doc: unknown;
+  warnings: string[];
+  injected: boolean;
+}
+
+/** A document `inject` refuses, with which document and which field. */
+export class InjectError extends Error {
+  constructor(
+    readonly documentLabel: string,
+    readonly error: Error,
+  ) {
+    super(`${documentLabel}: ${error.message}`);
+    this.name = 'InjectError';
+  }
+}
+
+export function documentLabel(index: number, doc: unknown): string {
+  if (!isObj(doc)) return `document ${index + 1}`;
+  const name = isObj(doc.metadata) ? (doc.metadata.name ?? doc.metadata.generateName) : undefined;
+  return `document ${index + 1} (${String(doc.kind ?? 'unknown kind')}${name ? ` ${String(name)}` : ''})`;
+}
+
+function templateOf(doc: Obj): { parent: Obj; key: string; template: Template } | undefined {
+  const path = typeof doc.kind === 'string' ? TEMPLATE_PATHS[doc.kind] : undefined;
+  if (!path) return undefined;
+  let parent: Obj = doc;
+  for (const key of path.slice(0, -1)) {
+    const next = parent[key];
+    if (!isObj(next)) return undefined;
+    parent = next;
+  }
+  const key = path[path.length - 1]!;
+  const template = parent[key];
+  return isObj(template) ? { parent, key, template: template as Template } : undefined;
+}
+
+function injectObject(doc: unknown, opts: MutateOptions, label: string): InjectedDocument {
+  if (!isObj(doc)) return { doc, warnings: [], injected: false };
+  if (doc.kind === 'List' && Array.isArray(doc.items)) {
+    const results = doc.items.map((item, i) => injectObject(item, opts, `${label} items[${i}]`));
+    return {
+      doc: { ...doc, items: results.map((r) => r.doc) },
+      warnings: results.flatMap((r) => r.warnings),
+      injected: results.some((r) => r.injected),
+    };
+  }
+  try {
+    if (doc.kind === 'Pod' && (doc.apiVersion ?? 'v1') === 'v1') {
+      const r = mutatePod(doc as V1Pod, opts);
+      return { doc: r.pod, warnings: r.warnings, injected: r.injected };
+    }
+    const t = templateOf(doc);
+    if (!t) return { doc, warnings: [], injected: false };
+    const r = mutatePod({ metadata: t.template.metadata, spec: t.template.spec } as V1Pod, opts);
+    if (!r.injected) return { doc, warnings: r.warnings, injected: false };
+    const out = structuredClone(doc);
+    const target = templateOf(out)!;
+    target.parent[target.key] = { ...target.template, metadata: r.pod.metadata, spec: r.pod.spec };
+    return { doc: out, warnings: r.warnings, injected: true };
+  } catch (e) {
+    if (e instanceof HookSpecError || e instanceof MutationError) throw new InjectError(label, e);
+    throw e;
+  }
+}
+
+/** Injects every document; warnings come back prefixed with the document they belong to. */
+export function injectDocuments(docs: readonly unknown[], opts: MutateOptions): InjectedDocument[] {
+  return docs.map((doc, i) => {
+    const label = documentLabel(i, doc);
+    const r = injectObject(doc, opts, label);
+    return { ...r, warnings: r.warnings.map((w) => `${label}: ${w}`) };
+  });
+}
