@@ -4,9 +4,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { parseAllDocuments, stringify } from 'yaml';
 import { loadConfig, SIDECAR_MODES, type SidecarMode } from './config.js';
-import { InjectError, injectDocuments } from './inject.js';
+import { InjectError, formatYaml, injectDocuments, parseDocuments } from './inject.js';
 import type { ResolvedMode } from './mutate.js';
 import { packageVersion } from '../cli/version.js';
 
@@ -73,15 +72,12 @@ export async function runInjectCli(argv: string[]): Promise<number> {
   const mode: ResolvedMode = (modeFlag as ResolvedMode | undefined) ?? (config.sidecar.mode === 'container' ? 'container' : 'native');
 
   const source = args.filename === '-' ? 'stdin' : args.filename;
-  const parsed = parseAllDocuments(text, { uniqueKeys: true });
-  const docs: unknown[] = [];
-  for (const [i, d] of (Array.isArray(parsed) ? parsed : [parsed]).entries()) {
-    if (d.errors.length > 0) {
-      process.stderr.write(`hook-runner inject: ${source}: document ${i + 1}: not valid YAML or JSON: ${d.errors[0]!.message.split('\n')[0]}\n`);
-      return 1;
-    }
-    const value: unknown = d.toJS({ maxAliasCount: 50 });
-    if (value !== null && value !== undefined) docs.push(value);
+  let docs: unknown[];
+  try {
+    docs = parseDocuments(text, source);
+  } catch (e) {
+    process.stderr.write(`hook-runner inject: ${(e as Error).message}\n`);
+    return 1;
   }
 
   let results;
@@ -101,7 +97,7 @@ export async function runInjectCli(argv: string[]): Promise<number> {
     const value = out.length === 1 ? out[0] : { apiVersion: 'v1', kind: 'List', items: out };
     process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
   } else {
-    process.stdout.write(out.map((d) => stringify(d, { lineWidth: 0, aliasDuplicateObjects: false })).join('---\n'));
+    process.stdout.write(formatYaml(out));
   }
   return 0;
 }

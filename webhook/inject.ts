@@ -4,6 +4,7 @@
  * webhook; every other document passes through unchanged.
  */
 import type { V1ObjectMeta, V1Pod, V1PodSpec } from '@kubernetes/client-node';
+import { parseAllDocuments, stringify } from 'yaml';
 import { HookSpecError } from '../common/spec.js';
 import { MutationError, mutatePod, type MutateOptions } from './mutate.js';
 
@@ -99,4 +100,21 @@ export function injectDocuments(docs: readonly unknown[], opts: MutateOptions): 
     const r = injectObject(doc, opts, label);
     return { ...r, warnings: r.warnings.map((w) => `${label}: ${w}`) };
   });
+}
+
+/** Parses one or many YAML/JSON documents; empty documents are dropped. Throws with the document number. */
+export function parseDocuments(text: string, source: string): unknown[] {
+  const docs: unknown[] = [];
+  for (const [i, d] of parseAllDocuments(text, { uniqueKeys: true }).entries()) {
+    if (d.errors.length > 0) throw new Error(`${source}: document ${i + 1}: not valid YAML or JSON: ${d.errors[0]!.message.split('\n')[0]}`);
+    // Bounded alias expansion: a manifest is data, not a YAML bomb.
+    const value: unknown = d.toJS({ maxAliasCount: 50 });
+    if (value !== null && value !== undefined) docs.push(value);
+  }
+  return docs;
+}
+
+/** YAML documents separated by `---`, no anchors, no folded lines (env values stay one line). */
+export function formatYaml(docs: readonly unknown[]): string {
+  return docs.map((d) => stringify(d, { lineWidth: 0, aliasDuplicateObjects: false })).join('---\n');
 }
