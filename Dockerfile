@@ -1,0 +1,49 @@
+# syntax=docker/dockerfile:1
+# One image for both halves of hook-runner: `hook-runner webhook` (the Deployment in manifests/) and
+# `hook-runner sidecar` (injected into hooked pods). Build: docker build -t hook-runner:dev .
+#
+# Base images are pinned by full version. For reproducible production builds, also pin by digest
+# (docker build --build-arg NODE_IMAGE=node:20.20.2-bookworm-slim@sha256:...).
+ARG NODE_IMAGE=node:20.20.2-bookworm-slim
+
+# ---- build: compile TypeScript, then keep production dependencies only ----
+FROM ${NODE_IMAGE} AS build
+WORKDIR /src
+ENV NPM_CONFIG_UPDATE_NOTIFIER=false NPM_CONFIG_FUND=false NPM_CONFIG_AUDIT=false
+# Dependencies first: this layer is reused until the lockfile changes.
+COPY package.json package-lock.json ./
+RUN npm ci
+COPY tsconfig.json ./
+COPY common ./common
+COPY webhook ./webhook
+COPY sidecar ./sidecar
+COPY cli ./cli
+RUN npm run build \
+ && npm prune --omit=dev \
+ && find dist -name '*.map' -delete \
+ && rm -rf node_modules/.cache
+
+# ---- runtime ----
+FROM ${NODE_IMAGE} AS runtime
+# nsenter (exec handlers, DESIGN §6) comes from util-linux, an Essential package of Debian bookworm,
+# so it is already in the slim image; fail the build if that ever changes. npm, npx, yarn and
+# corepack are not needed at run time: removing them makes the image smaller and gives less to patch.
+RUN nsenter --version \
+ && rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
+           /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
+           /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-* \
+ && groupadd --gid 65532 nonroot \
+ && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin nonroot
+WORKDIR /app
+ENV NODE_ENV=production
+COPY --from=build /src/package.json ./package.json
+COPY --from=build /src/node_modules ./node_modules
+COPY --from=build /src/dist ./dist
+# `hook-runner` on PATH: the entrypoint, and the container-mode sidecar's PostStart
+# `exec: [hook-runner, wait-ready]` (DESIGN §4). Checked at build time.
+RUN ln -s /app/dist/cli/main.js /usr/local/bin/hook-runner && hook-runner version
+# Numeric, non-root by default, so the kubelet can verify runAsNonRoot. The webhook's injected
+# sidecar overrides the user only for exec/signal handlers (DESIGN §5).
+USER 65532:65532
+ENTRYPOINT ["hook-runner"]
+CMD ["--help"]
