@@ -1,0 +1,107 @@
+/** The hooks annotation: every error class of DESIGN §3 gives its exact located message. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { V1Container } from '@kubernetes/client-node';
+import { HookSpecError, normaliseHooks, parseHooksText, parseSpecJson, HANDLER_KINDS, type ParseContext } from '../common/spec.js';
+import { checkPreStopBudget, preStopDeadlineMs, worstCaseSeconds } from '../common/budget.js';
+
+const containers: V1Container[] = [
+  { name: 'app', image: 'x', ports: [{ name: 'http', containerPort: 8080 }] },
+  { name: 'side', image: 'y' },
+];
+const ctx: ParseContext = { containers, defaults: { timeoutSeconds: 30, shutdownSeconds: 5 }, allowedHandlers: HANDLER_KINDS };
+
+function parse(text: string, c: ParseContext = ctx) {
+  return normaliseHooks(parseHooksText(text), c);
+}
+
+function errorOf(text: string, c: ParseContext = ctx): string {
+  try {
+    parse(text, c);
+  } catch (e) {
+    assert.ok(e instanceof HookSpecError, `expected HookSpecError, got ${String(e)}`);
+    return e.message;
+  }
+  assert.fail(`expected ${JSON.stringify(text)} to be rejected`);
+}
+
+const table: Array<[string, string, string]> = [
+  ['not YAML', 'app: [unclosed', 'hook-runner.dev/hooks: not valid YAML or JSON: '],
+  ['top level not a map', '- app', 'hook-runner.dev/hooks: must be a map of container name to hooks, got a list'],
+  ['unknown container', 'db: {preStop: [{sleep: {seconds: 1}}]}', 'hook-runner.dev/hooks: db: no such container in this pod (containers: app, side); hooks apply to regular containers only'],
+  ['unknown container field', 'app: {preStart: []}', 'hook-runner.dev/hooks: app.preStart: unknown field; expected one of shutdownSeconds, postStart, preStop'],
+  ['phase not a list', 'app: {preStop: {sleep: {seconds: 1}}}', 'hook-runner.dev/hooks: app.preStop: must be a list of handlers, got a map'],
+  ['unknown handler kind', 'app: {preStop: [{grpc: {port: 1}}]}', 'hook-runner.dev/hooks: app.preStop[0].grpc: unknown handler kind; expected exactly one of exec, httpGet, http, sleep, signal, tcpSocket'],
+  ['no handler', 'app: {preStop: [{timeoutSeconds: 3}]}', 'hook-runner.dev/hooks: app.preStop[0]: has no handler; expected exactly one of exec, httpGet, http, sleep, signal, tcpSocket'],
+  ['two kinds in one item', 'app: {preStop: [{sleep: {seconds: 1}, exec: {command: [x]}}]}', 'hook-runner.dev/hooks: app.preStop[0]: has exec and sleep; an item takes exactly one handler kind'],
+  ['bad port number', 'app: {preStop: [{sleep: {seconds: 1}}, {httpGet: {path: /x, port: 70000}}]}', 'hook-runner.dev/hooks: app.preStop[1].httpGet.port: must be 1-65535 or a named port of container app'],
+  ['unknown named port', 'app: {postStart: [{tcpSocket: {port: grpc}}]}', 'hook-runner.dev/hooks: app.postStart[0].tcpSocket.port: must be 1-65535 or a named port of container app'],
+  ['negative seconds', 'app: {preStop: [{sleep: {seconds: -1}}]}', 'hook-runner.dev/hooks: app.preStop[0].sleep.seconds: must be 0 or more, got -1'],
+  ['zero timeout', 'app: {preStop: [{sleep: {seconds: 1}, timeoutSeconds: 0}]}', 'hook-runner.dev/hooks: app.preStop[0].timeoutSeconds: must be greater than 0, got 0'],
+  ['negative shutdownSeconds', 'app: {shutdownSeconds: -2}', 'hook-runner.dev/hooks: app.shutdownSeconds: must be 0 or more, got -2'],
+  ['unknown field in action', 'app: {preStop: [{httpGet: {path: /x, port: 80, verb: GET}}]}', 'hook-runner.dev/hooks: app.preStop[0].httpGet.verb: unknown field; expected one of path, port, host, scheme, httpHeaders'],
+  ['unknown common field', 'app: {preStop: [{sleep: {seconds: 1}, retry: 2}]}', 'hook-runner.dev/hooks: app.preStop[0].retry: unknown field; expected one of sleep, timeoutSeconds, retries, retryDelaySeconds, continueOnError'],
+  ['exec command a string', 'app: {postStart: [{exec: {command: "echo hi"}}]}', 'hook-runner.dev/hooks: app.postStart[0].exec.command: must be a non-empty list of strings (argv, no shell), got the string "echo hi"'],
+  ['bad retries', 'app: {preStop: [{sleep: {seconds: 1}, retries: 1.5}]}', 'hook-runner.dev/hooks: app.preStop[0].retries: must be a whole number 0-20, got number 1.5'],
+  ['bad signal', 'app: {preStop: [{signal: {name: SIGKILL}}]}', 'hook-runner.dev/hooks: app.preStop[0].signal.name: must be a signal name such as SIGTERM, SIGQUIT, SIGINT, SIGUSR1 (SIGKILL and SIGSTOP are not allowed), got "SIGKILL"'],
+  ['bad scheme', 'app: {preStop: [{http: {path: /, port: 80, scheme: ftp}}]}', 'hook-runner.dev/hooks: app.preStop[0].http.scheme: must be HTTP or HTTPS, got the string "ftp"'],
+  ['path without slash', 'app: {preStop: [{http: {path: drain, port: 80}}]}', 'hook-runner.dev/hooks: app.preStop[0].http.path: must start with "/", got "drain"'],
+  ['header with newline', 'app: {preStop: [{http: {path: /, port: 80, headers: {X-A: "a\\r\\nb"}}}]}', 'hook-runner.dev/hooks: app.preStop[0].http.headers[0].value: must not contain line breaks'],
+  ['duplicate keys', 'app: {}\napp: {}', 'hook-runner.dev/hooks: not valid YAML or JSON: '],
+];
+
+for (const [name, text, expected] of table) {
+  test(`validation: ${name}`, () => {
+    const msg = errorOf(text);
+    if (expected.endsWith(': ')) assert.ok(msg.startsWith(expected), `${msg} should start with ${expected}`);
+    else assert.equal(msg, expected);
+  });
+}
+
+test('validation: a handler kind the config does not allow is refused with the allowed list', () => {
+  const msg = errorOf('app: {postStart: [{exec: {command: [x]}}]}', { ...ctx, allowedHandlers: ['http', 'sleep'] });
+  assert.equal(msg, "hook-runner.dev/hooks: app.postStart[0].exec: handler kind exec is not allowed by this cluster's hook-runner configuration (allowed: http, sleep)");
+});
+
+test('validation: YAML alias bombs are refused before they expand', () => {
+  const bomb = ['a: &a ["x","x","x","x","x","x","x","x","x"]'];
+  for (let i = 0; i < 9; i++) bomb.push(`${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(9).fill(`*${String.fromCharCode(97 + i)}`).join(',')}]`);
+  assert.throws(() => parseHooksText(bomb.join('\n')), (e: unknown) => e instanceof HookSpecError && /not valid YAML or JSON/.test(e.message));
+});
+
+test('validation: an oversize annotation is refused with its size', () => {
+  assert.throws(() => parseHooksText(`app: {}\n#${'x'.repeat(70 * 1024)}`), /bytes; at most 65536 are accepted/);
+});
+
+test('normalises: defaults filled, named ports resolved, JSON accepted, signal names canonical', () => {
+  const spec = parse('{"app": {"postStart": [{"httpGet": {"port": "http"}}], "preStop": [{"signal": {"name": "quit"}}, {"http": {"method": "post", "path": "/d", "port": 8080, "headers": {"A": "1"}}}]}}');
+  assert.deepEqual(spec.app, {
+    shutdownSeconds: 5,
+    postStart: [{ httpGet: { path: '/', port: 8080, host: '127.0.0.1', scheme: 'HTTP', httpHeaders: [] }, timeoutSeconds: 30, retries: 0, retryDelaySeconds: 1, continueOnError: false }],
+    preStop: [
+      { signal: { name: 'SIGQUIT', waitForExit: false }, timeoutSeconds: 30, retries: 0, retryDelaySeconds: 1, continueOnError: false },
+      { http: { method: 'POST', path: '/d', port: 8080, host: '127.0.0.1', scheme: 'HTTP', headers: [{ name: 'A', value: '1' }] }, timeoutSeconds: 30, retries: 0, retryDelaySeconds: 1, continueOnError: false },
+    ],
+  });
+});
+
+test('the normalised spec round-trips through the sidecar parser unchanged', () => {
+  const spec = parse('app: {shutdownSeconds: 3, postStart: [{exec: {command: [a, ""]}, retries: 2}], preStop: [{tcpSocket: {port: http}}, {sleep: {seconds: 0.5}}]}');
+  assert.deepEqual(parseSpecJson(JSON.stringify(spec)), spec);
+});
+
+test('sidecar parser refuses named ports and bad JSON with the variable name', () => {
+  assert.throws(() => parseSpecJson('{'), /^HookSpecError: HOOK_RUNNER_SPEC: not valid JSON/);
+  assert.throws(() => parseSpecJson('{"app":{"preStop":[{"tcpSocket":{"port":"http"}}]}}'), {
+    message: 'HOOK_RUNNER_SPEC: app.preStop[0].tcpSocket.port: must be a port number 1-65535',
+  });
+});
+
+test('budget: worst case counts attempts, timeouts and doubling retry delays', () => {
+  const [h] = parse('app: {preStop: [{http: {path: /, port: 80}, timeoutSeconds: 4, retries: 2, retryDelaySeconds: 1}]}').app!.preStop;
+  assert.equal(worstCaseSeconds(h!), 3 * 4 + 1 + 2);
+  const seed = parse('app: {shutdownSeconds: 10, preStop: [{sleep: {seconds: 55}, timeoutSeconds: 60}]}').app!;
+  assert.deepEqual(checkPreStopBudget(seed, 60), { availableSeconds: 50, worstCaseSeconds: 55, fits: false });
+  assert.equal(preStopDeadlineMs(1000, 6, 1, 250), 1000 + 5000 - 250);
+  assert.equal(preStopDeadlineMs(1000, 5, 10, 250), 1000, 'never before arrival');
+});
