@@ -1,0 +1,418 @@
+/**
+ * TLS for the webhook's HTTPS server (DESIGN §8). Two sources of a serving certificate:
+ *
+ * - files (`--tls-cert-file/--tls-key-file`, e.g. a cert-manager Secret volume): loaded at start
+ *   and reloaded without a restart when they change. The kubelet updates Secret volumes by swapping
+ *   a `..data` symlink, so we watch the files' directories (not the files: a watch on the old inode
+ *   sees nothing after the swap) and also poll the contents, because inotify is not available
+ *   everywhere. A new pair that does not load keeps the old one in service and logs an error.
+ * - self-signed (`--self-signed`): node-forge makes a CA and a serving certificate signed by it.
+ *   {@link makeSelfSignedBundle} is pure (no I/O) so the in-cluster bootstrap can reuse it.
+ */
+import { X509Certificate, createHash, createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { dirname, resolve } from 'node:path';
+import { createSecureContext, type SecureContextOptions, type Server as TlsServer } from 'node:tls';
+import forge from 'node-forge';
+import type { Logger } from '../common/logger.js';
+
+/**
+ * Settings every secure context of the server gets. `setSecureContext` replaces the whole context,
+ * so a reload must pass them again; keeping them here makes that impossible to forget.
+ * TLS 1.2 is the floor of every supported kube-apiserver.
+ */
+export const TLS_CONTEXT_DEFAULTS: SecureContextOptions = { minVersion: 'TLSv1.2' };
+
+export class TlsError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TlsError';
+  }
+}
+
+/** What we log about a certificate: enough to tell two of them apart and to see expiry coming. */
+export interface CertInfo {
+  serialNumber: string;
+  subject: string;
+  subjectAltName: string;
+  issuer: string;
+  validFrom: string;
+  validTo: string;
+  fingerprint256: string;
+}
+
+export function certInfo(cert: X509Certificate): CertInfo {
+  return {
+    serialNumber: cert.serialNumber,
+    subject: cert.subject.replace(/\n/g, ', '),
+    subjectAltName: cert.subjectAltName ?? '',
+    issuer: cert.issuer.replace(/\n/g, ', '),
+    validFrom: new Date(cert.validFrom).toISOString(),
+    validTo: new Date(cert.validTo).toISOString(),
+    fingerprint256: cert.fingerprint256,
+  };
+}
+
+export interface KeyPair {
+  cert: Buffer;
+  key: Buffer;
+  info: CertInfo;
+}
+
+/**
+ * Checks that `cert` is a PEM certificate, `key` a PEM private key, and that they belong together.
+ * `certSource`/`keySource` name them in errors (file paths, or "self-signed").
+ */
+export function validateKeyPair(cert: Buffer, key: Buffer, certSource: string, keySource: string): KeyPair {
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(cert);
+  } catch (e) {
+    throw new TlsError(`${certSource}: not a PEM certificate (expected "-----BEGIN CERTIFICATE-----"): ${(e as Error).message}`);
+  }
+  let privateKey;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch (e) {
+    throw new TlsError(`${keySource}: not a PEM private key (expected "-----BEGIN ... PRIVATE KEY-----"): ${(e as Error).message}`);
+  }
+  if (!x509.checkPrivateKey(privateKey)) {
+    throw new TlsError(`${keySource}: this private key does not belong to the certificate in ${certSource} (serial ${x509.serialNumber}); expected the key the certificate was issued for`);
+  }
+  try {
+    // The server would do this on the first handshake; doing it now turns a late failure into a located one.
+    createSecureContext({ ...TLS_CONTEXT_DEFAULTS, cert, key });
+  } catch (e) {
+    throw new TlsError(`${certSource} + ${keySource}: OpenSSL refused the pair: ${(e as Error).message}`);
+  }
+  return { cert, key, info: certInfo(x509) };
+}
+
+export function loadKeyPairFiles(certFile: string, keyFile: string): KeyPair {
+  const read = (path: string, flag: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (e) {
+      throw new TlsError(`${flag} ${path}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  };
+  return validateKeyPair(read(certFile, '--tls-cert-file'), read(keyFile, '--tls-key-file'), certFile, keyFile);
+}
+
+/** Where the server's certificate comes from; the server asks it for options and hands it itself to follow changes. */
+export interface TlsProvider {
+  /** One line for logs: `files /etc/tls/tls.crt` or `self-signed`. */
+  readonly description: string;
+  /** Options for `https.createServer`: the current pair plus {@link TLS_CONTEXT_DEFAULTS}. */
+  serverOptions(): SecureContextOptions;
+  /** The certificate being served now. */
+  current(): CertInfo;
+  /** Starts following changes, applying them to `server` with `setSecureContext`. */
+  attach(server: TlsServer): void;
+  /** Looks for a change now (SIGHUP, tests). Resolves true when a new pair was taken into service. */
+  reloadNow(): Promise<boolean>;
+  /** Stops watchers and timers. */
+  close(): void;
+}
+
+/** A fixed pair (self-signed, or PEM handed in by a caller). */
+export function staticTlsProvider(pair: { cert: string | Buffer; key: string | Buffer }, description = 'static'): TlsProvider {
+  const kp = validateKeyPair(Buffer.from(pair.cert), Buffer.from(pair.key), `${description} certificate`, `${description} key`);
+  return {
+    description,
+    serverOptions: () => ({ ...TLS_CONTEXT_DEFAULTS, cert: kp.cert, key: kp.key }),
+    current: () => kp.info,
+    attach: () => {},
+    reloadNow: async () => false,
+    close: () => {},
+  };
+}
+
+export interface FileTlsOptions {
+  certFile: string;
+  keyFile: string;
+  logger: Logger;
+  /** How often the contents are compared even without a watch event. cert-manager renews days ahead, so seconds are plenty. */
+  pollIntervalMs?: number;
+  /** Writers touch the directory several times per rotation; one check after they settle. */
+  debounceMs?: number;
+}
+
+const digest = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/**
+ * Serves the pair in `certFile`/`keyFile` and follows changes. Throws {@link TlsError} when the
+ * initial pair does not load: starting without a certificate would only fail every handshake.
+ */
+export function fileTlsProvider(opts: FileTlsOptions): TlsProvider {
+  const certFile = resolve(opts.certFile);
+  const keyFile = resolve(opts.keyFile);
+  const log = opts.logger.child({ component: 'tls' });
+  const pollIntervalMs = opts.pollIntervalMs ?? 10_000;
+  const debounceMs = opts.debounceMs ?? 250;
+
+  let current = loadKeyPairFiles(certFile, keyFile);
+  let server: TlsServer | undefined;
+  let watchers: FSWatcher[] = [];
+  let pollTimer: NodeJS.Timeout | undefined;
+  let debounceTimer: NodeJS.Timeout | undefined;
+  let closed = false;
+  // A bad pair is reported once, not on every poll while it stays on disk.
+  let lastFailure: string | undefined;
+  let running: Promise<boolean> | undefined;
+  let again = false;
+
+  async function checkOnce(trigger: string): Promise<boolean> {
+    let cert: Buffer;
+    let key: Buffer;
+    try {
+      [cert, key] = await Promise.all([readFile(certFile), readFile(keyFile)]);
+    } catch (e) {
+      // Mid-swap the files can be briefly missing; the next event or poll looks again.
+      const msg = `cannot read: ${(e as NodeJS.ErrnoException).path ?? ''} ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+      if (lastFailure !== msg) {
+        lastFailure = msg;
+        log.error({ certFile, keyFile, trigger, err: msg, serving: current.info.serialNumber }, 'TLS files unreadable; still serving the previous certificate');
+      }
+      return false;
+    }
+    if (cert.equals(current.cert) && key.equals(current.key)) return false;
+    const id = `${digest(cert)}:${digest(key)}`;
+    if (id === lastFailure) return false;
+    let next: KeyPair;
+    try {
+      next = validateKeyPair(cert, key, certFile, keyFile);
+    } catch (e) {
+      lastFailure = id;
+      log.error({ certFile, keyFile, trigger, err: (e as Error).message, serving: current.info.serialNumber }, 'new TLS certificate/key pair rejected; still serving the previous certificate');
+      return false;
+    }
+    if (server) server.setSecureContext({ ...TLS_CONTEXT_DEFAULTS, cert: next.cert, key: next.key });
+    const previous = current.info.serialNumber;
+    current = next;
+    lastFailure = undefined;
+    log.info({ certFile, trigger, previousSerial: previous, ...next.info }, 'TLS certificate reloaded');
+    warnValidity(log, next.info);
+    return true;
+  }
+
+  // One check at a time; a trigger during a check runs one more afterwards, so no change is missed.
+  function check(trigger: string): Promise<boolean> {
+    if (closed) return Promise.resolve(false);
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = (async () => {
+      let changed = false;
+      try {
+        do {
+          again = false;
+          changed = (await checkOnce(trigger)) || changed;
+        } while (again && !closed);
+      } finally {
+        running = undefined;
+      }
+      return changed;
+    })();
+    return running;
+  }
+
+  function onWatchEvent(): void {
+    if (debounceTimer) clearTimeout(debounceTimer);
+    debounceTimer = setTimeout(() => void check('watch'), debounceMs);
+    debounceTimer.unref();
+  }
+
+  warnValidity(log, current.info);
+
+  return {
+    description: `files ${certFile}`,
+    serverOptions: () => ({ ...TLS_CONTEXT_DEFAULTS, cert: current.cert, key: current.key }),
+    current: () => current.info,
+    attach(s) {
+      server = s;
+      for (const dir of new Set([dirname(certFile), dirname(keyFile)])) {
+        try {
+          const w = watch(dir, { persistent: false }, onWatchEvent);
+          w.on('error', (e) => {
+            log.warn({ dir, err: e.message }, 'watching the TLS directory failed; relying on polling');
+            w.close();
+          });
+          watchers.push(w);
+        } catch (e) {
+          log.warn({ dir, err: (e as Error).message, pollIntervalMs }, 'cannot watch the TLS directory; relying on polling');
+        }
+      }
+      pollTimer = setInterval(() => void check('poll'), pollIntervalMs);
+      pollTimer.unref();
+    },
+    reloadNow: () => check('manual'),
+    close() {
+      closed = true;
+      for (const w of watchers) w.close();
+      watchers = [];
+      if (pollTimer) clearInterval(pollTimer);
+      if (debounceTimer) clearTimeout(debounceTimer);
+    },
+  };
+}
+
+function warnValidity(log: Logger, info: CertInfo): void {
+  const now = Date.now();
+  if (Date.parse(info.validTo) <= now) log.warn({ serialNumber: info.serialNumber, validTo: info.validTo }, 'TLS certificate has expired; the API server will refuse it');
+  else if (Date.parse(info.validFrom) > now) log.warn({ serialNumber: info.serialNumber, validFrom: info.validFrom }, 'TLS certificate is not valid yet (clock skew?)');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Self-signed CA and serving certificate
+
+export interface PemPair {
+  cert: string;
+  key: string;
+}
+
+export interface SelfSignedBundle {
+  /** The CA: its certificate is the `caBundle` of the MutatingWebhookConfiguration. */
+  caCert: string;
+  caKey: string;
+  /** The serving certificate (signed by the CA) and its key. */
+  cert: string;
+  key: string;
+}
+
+export interface SelfSignedOptions {
+  dnsNames: string[];
+  ipAddresses?: string[];
+  /** Validity of both certificates, in days (default 365). */
+  validityDays?: number;
+  /** Validity of the CA, when it should outlive the serving certificate (default: validityDays). */
+  caValidityDays?: number;
+  caCommonName?: string;
+  /** Clock, for tests. */
+  now?: Date;
+}
+
+export const DEFAULT_SERVICE_NAME = 'hook-runner';
+export const DEFAULT_SERVICE_NAMESPACE = 'hook-runner-system';
+
+/**
+ * The names the API server and a local user reach the webhook by. The API server calls
+ * `<svc>.<ns>.svc` (the ServerName it verifies); the shorter forms and localhost are for people.
+ */
+export function webhookServingNames(service = DEFAULT_SERVICE_NAME, namespace = DEFAULT_SERVICE_NAMESPACE): { dnsNames: string[]; ipAddresses: string[] } {
+  return { dnsNames: [service, `${service}.${namespace}`, `${service}.${namespace}.svc`, 'localhost'], ipAddresses: ['127.0.0.1'] };
+}
+
+/** Clock skew between us and the API server must not make a fresh certificate "not yet valid". */
+const BACKDATE_MS = 5 * 60 * 1000;
+const DAY_MS = 24 * 3600 * 1000;
+const MAX_VALIDITY_DAYS = 3650;
+
+/**
+ * RSA 2048 through node:crypto (OpenSSL), converted for forge. forge's own `generateKeyPair` uses
+ * the same native call when it detects it, but falls back to pure JS (seconds per key) when it does
+ * not; calling node:crypto ourselves keeps it fast on every runtime. Measured on the CI machines:
+ * 0.1–0.4 s per key. node-forge cannot sign with EC keys, so RSA it is.
+ */
+function generateRsaKey(): { privateKey: forge.pki.rsa.PrivateKey; publicKey: forge.pki.rsa.PublicKey } {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const forgeKey = forge.pki.privateKeyFromPem(privateKey.export({ type: 'pkcs1', format: 'pem' }).toString()) as forge.pki.rsa.PrivateKey;
+  return { privateKey: forgeKey, publicKey: forge.pki.setRsaPublicKey(forgeKey.n, forgeKey.e) };
+}
+
+/**
+ * A positive serial of 16 random bytes. The top byte is kept in 0x40–0x7f: positive, and never a
+ * leading zero, which strict DER parsers (Go's, in the API server) reject as non-minimal.
+ */
+function randomSerial(): string {
+  const b = randomBytes(16);
+  b[0] = ((b[0] ?? 0) & 0x3f) | 0x40;
+  return b.toString('hex');
+}
+
+function checkValidityDays(name: string, days: number): number {
+  if (!Number.isInteger(days) || days < 1 || days > MAX_VALIDITY_DAYS) {
+    throw new TlsError(`${name}: must be a whole number of days 1-${MAX_VALIDITY_DAYS}, got ${days}`);
+  }
+  return days;
+}
+
+function validity(cert: forge.pki.Certificate, now: Date, days: number): void {
+  cert.validity.notBefore = new Date(now.getTime() - BACKDATE_MS);
+  cert.validity.notAfter = new Date(now.getTime() + days * DAY_MS);
+}
+
+/** A self-signed CA that may sign serving certificates only (pathLen 0). */
+export function makeCa(opts: { commonName?: string; validityDays?: number; now?: Date } = {}): PemPair {
+  const days = checkValidityDays('validityDays', opts.validityDays ?? 365);
+  const now = opts.now ?? new Date();
+  const keys = generateRsaKey();
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = keys.publicKey;
+  cert.serialNumber = randomSerial();
+  validity(cert, now, days);
+  // The timestamp tells apart the CAs of several bootstraps in logs and in a caBundle.
+  const subject = [
+    { name: 'commonName', value: opts.commonName ?? `hook-runner-ca@${Math.floor(now.getTime() / 1000)}` },
+    { name: 'organizationName', value: 'hook-runner' },
+  ];
+  cert.setSubject(subject);
+  cert.setIssuer(subject);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: true, pathLenConstraint: 0, critical: true },
+    { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
+    { name: 'subjectKeyIdentifier' },
+  ]);
+  cert.sign(keys.privateKey, forge.md.sha256.create());
+  return { cert: forge.pki.certificateToPem(cert), key: forge.pki.privateKeyToPem(keys.privateKey) };
+}
+
+/** A serving certificate for `dnsNames`/`ipAddresses`, signed by `ca`. */
+export function issueServingCert(opts: { ca: PemPair; dnsNames: string[]; ipAddresses?: string[]; validityDays?: number; now?: Date }): PemPair {
+  const days = checkValidityDays('validityDays', opts.validityDays ?? 365);
+  const ips = opts.ipAddresses ?? [];
+  if (opts.dnsNames.length === 0 && ips.length === 0) throw new TlsError('serving certificate: needs at least one DNS name or IP address');
+  for (const [i, n] of opts.dnsNames.entries()) {
+    if (!/^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/i.test(n)) throw new TlsError(`dnsNames[${i}]: ${JSON.stringify(n)} is not a DNS name`);
+  }
+  for (const [i, ip] of ips.entries()) if (isIP(ip) === 0) throw new TlsError(`ipAddresses[${i}]: ${JSON.stringify(ip)} is not an IP address`);
+
+  const now = opts.now ?? new Date();
+  let caCert: forge.pki.Certificate;
+  let caKey: forge.pki.PrivateKey;
+  try {
+    caCert = forge.pki.certificateFromPem(opts.ca.cert);
+    caKey = forge.pki.privateKeyFromPem(opts.ca.key);
+  } catch (e) {
+    throw new TlsError(`CA: cannot read the CA certificate/key PEM (RSA expected): ${(e as Error).message}`);
+  }
+  const keys = generateRsaKey();
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = keys.publicKey;
+  cert.serialNumber = randomSerial();
+  validity(cert, now, days);
+  // Go's verifier (the API server) ignores the CN and matches only SANs; the CN is for humans.
+  cert.setSubject([{ name: 'commonName', value: opts.dnsNames[0] ?? ips[0] ?? 'hook-runner' }]);
+  cert.setIssuer(caCert.subject.attributes);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: false, critical: true },
+    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+    { name: 'extKeyUsage', serverAuth: true },
+    { name: 'subjectAltName', altNames: [...opts.dnsNames.map((value) => ({ type: 2, value })), ...ips.map((ip) => ({ type: 7, ip }))] },
+    { name: 'subjectKeyIdentifier' },
+    { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
+  ]);
+  cert.sign(caKey, forge.md.sha256.create());
+  return { cert: forge.pki.certificateToPem(cert), key: forge.pki.privateKeyToPem(keys.privateKey) };
+}
+
+/** A new CA and a serving certificate signed by it. Pure: no files, no network. */
+export function makeSelfSignedBundle(opts: SelfSignedOptions): SelfSignedBundle {
+  const days = opts.validityDays ?? 365;
+  const ca = makeCa({ commonName: opts.caCommonName, validityDays: opts.caValidityDays ?? days, now: opts.now });
+  const serving = issueServingCert({ ca, dnsNames: opts.dnsNames, ipAddresses: opts.ipAddresses, validityDays: days, now: opts.now });
+  return { caCert: ca.cert, caKey: ca.key, cert: serving.cert, key: serving.key };
+}
