@@ -257,3 +257,21 @@ test('admission: malformed reviews are BadReviewError with a clear message', () 
   ];
   for (const [body, msg] of bad) assert.throws(() => reviewAdmission(body, { config, mode: 'native' }), (e: unknown) => e instanceof BadReviewError && msg.test(e.message));
 });
+
+test('Pod Security: exec/signal hooks in a baseline or restricted namespace are denied naming the hook, the capabilities and what works', () => {
+  const p = pod('app: {preStop: [{sleep: {seconds: 1}}, {signal: {name: QUIT}}]}');
+  for (const level of ['baseline', 'restricted'] as const) {
+    assert.throws(
+      () => mutatePod(p, { config, mode: 'native', podSecurity: { namespace: 'team-a', level } }),
+      {
+        message: `hook-runner.dev/hooks: app.preStop[1].signal: needs the hook-runner sidecar to run as uid 0 with capabilities SYS_PTRACE, DAC_READ_SEARCH, KILL, which namespace team-a forbids (pod-security.kubernetes.io/enforce: ${level}); handler kinds that work there: httpGet, http, sleep, tcpSocket`,
+      },
+    );
+  }
+  assert.ok(mutatePod(p, { config, mode: 'native', podSecurity: { namespace: 'team-a', level: 'privileged' } }).injected);
+  const httpOnly = pod('app: {preStop: [{http: {path: /d, port: 8080}}]}');
+  assert.ok(mutatePod(httpOnly, { config, mode: 'native', podSecurity: { namespace: 'team-a', level: 'restricted' } }).injected);
+  const r = reviewAdmission(review(p), { config, mode: 'native', podSecurityLevel: (ns) => (ns === 'team-a' ? 'baseline' : undefined) });
+  assert.equal(r.outcome, 'denied');
+  assert.match((r.review as ReviewResponse).response.status!.message, /^hook-runner.dev\/hooks: app.preStop\[1\].signal: needs/);
+});

@@ -6,7 +6,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { HookSpecError } from '../common/spec.js';
 import type { Config } from './config.js';
-import { MutationError, mutatePod, type MutateOptions, type ResolvedMode } from './mutate.js';
+import { MutationError, mutatePod, type MutateOptions, type PodSecurityLevel, type ResolvedMode } from './mutate.js';
 import { computePatch } from './patch.js';
 
 export type { ResolvedMode };
@@ -36,6 +36,8 @@ export interface ReviewOptions {
   config: Config;
   mode: ResolvedMode;
   newToken?: MutateOptions['newToken'];
+  /** The enforce level of a namespace's Pod Security label, when known (namespace cache). */
+  podSecurityLevel?: (namespace: string) => PodSecurityLevel | undefined;
 }
 
 type Obj = Record<string, unknown>;
@@ -100,7 +102,14 @@ export function reviewAdmission(body: unknown, opts: ReviewOptions): AdmissionRe
   const name = pod.metadata?.name || pod.metadata?.generateName || req.name || undefined;
 
   try {
-    const result = mutatePod(pod, { config: opts.config, mode: opts.mode, newToken: opts.newToken });
+    const namespace = req.namespace || pod.metadata?.namespace;
+    const level = namespace ? opts.podSecurityLevel?.(namespace) : undefined;
+    const result = mutatePod(pod, {
+      config: opts.config,
+      mode: opts.mode,
+      newToken: opts.newToken,
+      podSecurity: namespace && level ? { namespace, level } : undefined,
+    });
     if (!result.injected) return skip(result.reason, name, result.warnings);
     const patch = computePatch(pod, result.pod);
     const warnings = result.warnings;

@@ -43,7 +43,7 @@ import {
 } from '../common/spec.js';
 import { checkPreStopBudget } from '../common/budget.js';
 import type { Config } from './config.js';
-import { handlerKindsUsed, sidecarSecurityContext } from './security-context.js';
+import { RESTRICTED_KINDS, capabilitiesFor, handlerKindsUsed, sidecarSecurityContext } from './security-context.js';
 
 export type ResolvedMode = 'native' | 'container';
 
@@ -55,7 +55,11 @@ export interface MutateOptions {
   mode: ResolvedMode;
   /** Per-pod token; random 128 bits by default. Tests pass a fixed one. */
   newToken?: () => string;
+  /** The namespace's `pod-security.kubernetes.io/enforce` level, when the webhook knows it. */
+  podSecurity?: { namespace: string; level: PodSecurityLevel };
 }
+
+export type PodSecurityLevel = 'privileged' | 'baseline' | 'restricted';
 
 export type MutateResult =
   | { injected: false; reason: SkipReason; pod: V1Pod; warnings: string[] }
@@ -245,6 +249,28 @@ function checkPodCanBeHooked(pod: V1Pod): void {
   if (clash) throw new MutationError(`spec.containers[${SIDECAR_CONTAINER_NAME}]`, `the container name ${SIDECAR_CONTAINER_NAME} is reserved for the injected sidecar; rename the container`);
 }
 
+/**
+ * exec/signal need SYS_PTRACE and DAC_READ_SEARCH, outside Pod Security baseline. Deny here, naming
+ * the hook, rather than let PodSecurity reject a pod for a container the app team never wrote.
+ */
+function checkPodSecurity(spec: HookSpec, ps: { namespace: string; level: PodSecurityLevel }): void {
+  if (ps.level === 'privileged') return;
+  for (const [name, hooks] of Object.entries(spec)) {
+    for (const phase of PHASES) {
+      hooks[phase].forEach((h, i) => {
+        const kind = handlerKind(h);
+        if (kind !== 'exec' && kind !== 'signal') return;
+        const caps = capabilitiesFor(new Set([kind]));
+        throw new HookSpecError(
+          `${name}.${phase}[${i}].${kind}`,
+          `needs the hook-runner sidecar to run as uid 0 with capabilities ${caps.join(', ')}, which namespace ${ps.namespace} forbids ` +
+            `(pod-security.kubernetes.io/enforce: ${ps.level}); handler kinds that work there: ${RESTRICTED_KINDS.join(', ')}`,
+        );
+      });
+    }
+  }
+}
+
 function modeWarnings(pod: V1Pod, mode: ResolvedMode): string[] {
   const restart = pod.spec?.restartPolicy ?? 'Always';
   if (mode === 'container' && restart !== 'Always') {
@@ -272,6 +298,7 @@ export function mutatePod(original: V1Pod, opts: MutateOptions): MutateResult {
   const { spec: hooks, warnings } = collectHooks(original, opts.config);
   if (Object.keys(hooks).length === 0) return { injected: false, reason: 'no-hooks', pod: original, warnings };
   checkPodCanBeHooked(original);
+  if (opts.podSecurity) checkPodSecurity(hooks, opts.podSecurity);
 
   const pod = clone(original);
   const spec = pod.spec!;
@@ -292,9 +319,4 @@ export function mutatePod(original: V1Pod, opts: MutateOptions): MutateResult {
 
   warnings.push(...budgetWarnings(hooks, graceSeconds(spec)), ...modeWarnings(pod, opts.mode), ...securityWarnings(pod, sidecar));
   return { injected: true, pod, warnings, status };
-}
-
-/** Handler kinds each hooked container uses; handy for messages. */
-export function describeKinds(h: ContainerHooks): string {
-  return [...new Set([...h.postStart, ...h.preStop].map(handlerKind))].join(', ');
 }
