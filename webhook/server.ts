@@ -7,7 +7,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from '../common/logger.js';
-import { BadReviewError, reviewAdmission, type AdmissionResult, type ResolvedMode } from './admission.js';
+import { BadReviewError, reviewAdmission, type AdmissionResult, type ResolvedMode, type ReviewOptions } from './admission.js';
 import type { Config } from './config.js';
 import type { RejectReason, WebhookMetrics } from './metrics.js';
 import type { TlsProvider } from './tls.js';
@@ -28,7 +28,7 @@ export interface ServerState {
   inFlight: number;
 }
 
-export type ReviewFn = (body: unknown, opts: { config: Config; mode: ResolvedMode }) => AdmissionResult;
+export type ReviewFn = (body: unknown, opts: ReviewOptions) => AdmissionResult;
 
 export interface WebhookAppOptions {
   config: Config;
@@ -38,6 +38,8 @@ export interface WebhookAppOptions {
   metrics: WebhookMetrics;
   bodyLimitBytes?: number;
   state?: ServerState;
+  /** Namespace Pod Security levels, when a namespace cache is running (passed to the admission). */
+  podSecurityLevel?: ReviewOptions['podSecurityLevel'];
   /** The admission decision; {@link reviewAdmission} unless a caller wraps it. */
   review?: ReviewFn;
 }
@@ -115,7 +117,7 @@ export function createWebhookApp(opts: WebhookAppOptions): express.Express {
     }
     let result: AdmissionResult;
     try {
-      result = review(body, { config, mode });
+      result = review(body, { config, mode, podSecurityLevel: opts.podSecurityLevel });
     } catch (e) {
       if (e instanceof BadReviewError) {
         fail(res, 400, 'malformed', `malformed AdmissionReview: ${e.message}`);

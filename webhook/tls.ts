@@ -395,7 +395,7 @@ export function issueServingCert(opts: { ca: PemPair; dnsNames: string[]; ipAddr
   cert.serialNumber = randomSerial();
   validity(cert, now, days);
   // Go's verifier (the API server) ignores the CN and matches only SANs; the CN is for humans.
-  cert.setSubject([{ name: 'commonName', value: opts.dnsNames[0] ?? ips[0] ?? 'hook-runner' }]);
+  cert.setSubject([{ name: 'commonName', value: opts.dnsNames.find((n) => n.endsWith('.svc')) ?? opts.dnsNames[0] ?? ips[0] ?? 'hook-runner' }]);
   cert.setIssuer(caCert.subject.attributes);
   cert.setExtensions([
     { name: 'basicConstraints', cA: false, critical: true },

@@ -1,0 +1,281 @@
+/**
+ * `hook-runner webhook`: the admission webhook over HTTPS. Parses flags, loads config and TLS,
+ * starts the server, and stops it gracefully on SIGTERM/SIGINT. The returned promise resolves (0)
+ * only after the server has stopped; usage and startup errors resolve at once with 2 or 1.
+ */
+import { writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { parseArgs } from 'node:util';
+import { packageVersion } from '../cli/version.js';
+import { createLogger, type Logger } from '../common/logger.js';
+import type { ResolvedMode } from './admission.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { createWebhookMetrics } from './metrics.js';
+import { DEFAULT_SHUTDOWN_TIMEOUT_MS, formatHostPort, startWebhookServer, type ListenAddress } from './server.js';
+import {
+  DEFAULT_SERVICE_NAME,
+  DEFAULT_SERVICE_NAMESPACE,
+  TlsError,
+  fileTlsProvider,
+  makeSelfSignedBundle,
+  staticTlsProvider,
+  webhookServingNames,
+  type TlsProvider,
+} from './tls.js';
+
+export const DEFAULT_LISTEN = '0.0.0.0:8443';
+/** After SIGTERM: time for the pod's removal from the Service endpoints to reach the API server. */
+export const DEFAULT_SHUTDOWN_DELAY_SECONDS = 5;
+
+const HELP = `Usage: hook-runner webhook [--listen HOST:PORT] [--tls-cert-file F --tls-key-file F | --self-signed] [--config F]
+
+Serves the hook-runner mutating admission webhook over HTTPS:
+  POST /mutate    AdmissionReview admission.k8s.io/v1 (request bodies up to 3 MiB)
+  GET  /healthz   liveness
+  GET  /readyz    readiness (fails while shutting down)
+  GET  /metrics   Prometheus metrics
+
+Options:
+      --listen HOST:PORT            address to listen on [${DEFAULT_LISTEN}]; IPv6 as [::]:8443;
+                                    port 0 picks a free port (the log says which)
+      --tls-cert-file FILE          serving certificate chain (PEM); re-read when it changes
+                                    (cert-manager rotation), a bad new pair keeps the old one
+      --tls-key-file FILE           its private key (PEM); required with --tls-cert-file
+      --self-signed                 make a CA and a serving certificate at start instead
+      --ca-out FILE                 with --self-signed: write the CA certificate (PEM) to FILE
+                                    instead of stderr (it is the webhook's caBundle)
+      --service-name NAME           with --self-signed: Service the API server calls [${DEFAULT_SERVICE_NAME}]
+      --service-namespace NS        with --self-signed: its namespace [${DEFAULT_SERVICE_NAMESPACE}]
+                                    (certificate names: NAME, NAME.NS, NAME.NS.svc, localhost, 127.0.0.1)
+      --config FILE                 hook-runner configuration (YAML); defaults otherwise
+      --shutdown-delay-seconds N    after SIGTERM keep serving N s with /readyz failing, so the
+                                    API server stops sending requests first [${DEFAULT_SHUTDOWN_DELAY_SECONDS}] (SIGINT: no delay)
+      --shutdown-timeout-seconds N  then wait at most N s for requests in flight [${DEFAULT_SHUTDOWN_TIMEOUT_MS / 1000}]
+  -h, --help                        this text
+
+Signals: SIGTERM, SIGINT stop gracefully (exit 0); SIGHUP re-reads the TLS files now.
+Logs: JSON lines on stdout; LOG_LEVEL sets the level (info).
+Exit status: 0 after a clean stop; 1 when the config or TLS files cannot be loaded or the address
+cannot be bound; 2 on a usage error.
+`;
+
+export interface WebhookCliIo {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  /** Root logger; made on stdout when absent. */
+  logger?: Logger;
+  /** Stops the server like SIGINT when aborted (for callers that run it in-process). */
+  stop?: AbortSignal;
+}
+
+/**
+ * The sidecar mode injected pods get. `auto` is meant to ask the API server's version (native
+ * sidecars need Kubernetes ≥ 1.29, DESIGN §4); the API server client arrives with the in-cluster
+ * bootstrap, so until then `auto` means native. Async so that this call site need not change then.
+ */
+export async function resolveSidecarMode(config: Config, logger: Logger): Promise<ResolvedMode> {
+  const mode = config.sidecar.mode;
+  if (mode === 'native' || mode === 'container') return mode;
+  logger.info(
+    { configured: mode, resolved: 'native' },
+    'sidecar.mode auto resolves to native: asking the API server for its version comes with the in-cluster bootstrap; set sidecar.mode: container in --config for clusters older than 1.29',
+  );
+  return 'native';
+}
+
+/** Parses HOST:PORT (IPv6 in brackets). Returns an error message instead of throwing. */
+export function parseListen(s: string): ListenAddress | string {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(s);
+  const expected = 'expected HOST:PORT such as 0.0.0.0:8443, 127.0.0.1:0 or [::]:8443';
+  if (!m) return `--listen ${JSON.stringify(s)}: ${expected}`;
+  const host = m[1] ?? m[2] ?? '';
+  const port = Number(m[3]);
+  if (port > 65535) return `--listen ${JSON.stringify(s)}: port must be 0-65535`;
+  if (host === '') return `--listen ${JSON.stringify(s)}: the host is empty; ${expected}`;
+  if (m[1] !== undefined && isIP(host) !== 6) return `--listen ${JSON.stringify(s)}: ${host} in brackets is not an IPv6 address`;
+  return { host, port };
+}
+
+function parseSeconds(flag: string, v: string | undefined, dflt: number): number | string {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0 || n > 600) return `${flag} ${JSON.stringify(v)}: expected a number of seconds 0-600`;
+  return n;
+}
+
+/** Host for the "try it" hint: a wildcard address is reached through loopback. */
+function reachableHost(host: string): string {
+  if (host === '0.0.0.0') return '127.0.0.1';
+  if (host === '::') return '[::1]';
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+export async function runWebhookCli(argv: string[], ioIn: Partial<WebhookCliIo> = {}): Promise<number> {
+  const io: WebhookCliIo = { stdout: process.stdout, stderr: process.stderr, ...ioIn };
+  const usage = (msg: string): number => {
+    io.stderr.write(`hook-runner webhook: ${msg}\nRun 'hook-runner webhook --help' for usage.\n`);
+    return 2;
+  };
+  const failure = (msg: string): number => {
+    io.stderr.write(`hook-runner webhook: ${msg}\n`);
+    return 1;
+  };
+
+  let args;
+  try {
+    args = parseArgs({
+      args: argv,
+      options: {
+        listen: { type: 'string', default: DEFAULT_LISTEN },
+        'tls-cert-file': { type: 'string' },
+        'tls-key-file': { type: 'string' },
+        'self-signed': { type: 'boolean', default: false },
+        'ca-out': { type: 'string' },
+        'service-name': { type: 'string' },
+        'service-namespace': { type: 'string' },
+        config: { type: 'string' },
+        'shutdown-delay-seconds': { type: 'string' },
+        'shutdown-timeout-seconds': { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (e) {
+    // parseArgs names the offending option ("Unknown option '--foo'").
+    return usage((e as Error).message);
+  }
+  if (args.help) {
+    io.stdout.write(HELP);
+    return 0;
+  }
+
+  const listen = parseListen(args.listen);
+  if (typeof listen === 'string') return usage(listen);
+  const certFile = args['tls-cert-file'];
+  const keyFile = args['tls-key-file'];
+  const selfSigned = args['self-signed'];
+  if (selfSigned && (certFile !== undefined || keyFile !== undefined)) {
+    return usage('--self-signed and --tls-cert-file/--tls-key-file exclude each other; choose one source of the serving certificate');
+  }
+  if (!selfSigned) {
+    if (certFile === undefined && keyFile === undefined) {
+      return usage('no TLS: the API server calls webhooks over HTTPS only; pass --tls-cert-file F --tls-key-file F, or --self-signed');
+    }
+    if (certFile === undefined) return usage('--tls-key-file needs --tls-cert-file (the certificate that goes with the key)');
+    if (keyFile === undefined) return usage('--tls-cert-file needs --tls-key-file (the private key of the certificate)');
+    for (const flag of ['ca-out', 'service-name', 'service-namespace'] as const) {
+      if (args[flag] !== undefined) return usage(`--${flag} applies only with --self-signed`);
+    }
+  }
+  for (const flag of ['service-name', 'service-namespace'] as const) {
+    const v = args[flag];
+    if (v !== undefined && !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(v)) return usage(`--${flag} ${JSON.stringify(v)}: expected a DNS label (lowercase letters, digits, '-', at most 63)`);
+  }
+  const delaySeconds = parseSeconds('--shutdown-delay-seconds', args['shutdown-delay-seconds'], DEFAULT_SHUTDOWN_DELAY_SECONDS);
+  if (typeof delaySeconds === 'string') return usage(delaySeconds);
+  const timeoutSeconds = parseSeconds('--shutdown-timeout-seconds', args['shutdown-timeout-seconds'], DEFAULT_SHUTDOWN_TIMEOUT_MS / 1000);
+  if (typeof timeoutSeconds === 'string') return usage(timeoutSeconds);
+
+  const version = packageVersion();
+  let config: Config;
+  try {
+    config = loadConfig(args.config, version);
+  } catch (e) {
+    if (e instanceof ConfigError) return failure(`--config: ${e.message}`);
+    throw e;
+  }
+
+  const logger = io.logger ?? createLogger();
+  const mode = await resolveSidecarMode(config, logger);
+
+  let tls: TlsProvider;
+  let caOut: string | undefined;
+  try {
+    if (selfSigned) {
+      const names = webhookServingNames(args['service-name'] ?? DEFAULT_SERVICE_NAME, args['service-namespace'] ?? DEFAULT_SERVICE_NAMESPACE);
+      const bundle = makeSelfSignedBundle(names);
+      tls = staticTlsProvider(bundle, 'self-signed');
+      caOut = args['ca-out'];
+      if (caOut !== undefined) {
+        try {
+          writeFileSync(caOut, bundle.caCert, { mode: 0o644 });
+        } catch (e) {
+          return failure(`--ca-out ${caOut}: cannot write the CA certificate: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+        }
+      } else {
+        io.stderr.write(bundle.caCert);
+      }
+      logger.info({ ...tls.current(), caOut: caOut ?? 'stderr' }, 'self-signed CA and serving certificate made; the CA certificate is the caBundle to trust');
+    } else {
+      tls = fileTlsProvider({ certFile: certFile as string, keyFile: keyFile as string, logger });
+      logger.info({ certFile, keyFile, ...tls.current() }, 'TLS certificate loaded; watching for changes');
+    }
+  } catch (e) {
+    if (e instanceof TlsError) return failure(e.message);
+    throw e;
+  }
+
+  const metrics = createWebhookMetrics();
+  let server;
+  try {
+    server = await startWebhookServer({ config, mode, logger, metrics, listen, tls });
+  } catch (e) {
+    tls.close();
+    return failure((e as Error).message);
+  }
+
+  const addr = server.address();
+  const base = `https://${reachableHost(addr.address)}:${addr.port}`;
+  const curlTls = caOut !== undefined ? `--cacert ${caOut}` : '-k';
+  const curlUrl = caOut !== undefined && (addr.address === '0.0.0.0' || addr.address === '127.0.0.1') ? `https://localhost:${addr.port}` : base;
+  logger.info(
+    {
+      address: addr.address,
+      port: addr.port,
+      url: base,
+      tls: tls.description,
+      sidecarMode: mode,
+      version,
+      try: `curl -s ${curlTls} ${curlUrl}/mutate -H 'content-type: application/json' --data @examples/admission-review.json`,
+    },
+    `webhook listening on ${formatHostPort({ host: addr.address, port: addr.port })}`,
+  );
+
+  // Wait for a stop request; the server keeps the process alive meanwhile.
+  let onTerm = (): void => {};
+  let onInt = (): void => {};
+  const onHup = (): void => {
+    logger.info({ signal: 'SIGHUP' }, 're-reading TLS files');
+    void tls.reloadNow();
+  };
+  const signal = await new Promise<string>((resolve) => {
+    onTerm = () => resolve('SIGTERM');
+    onInt = () => resolve('SIGINT');
+    process.on('SIGTERM', onTerm);
+    process.on('SIGINT', onInt);
+    process.on('SIGHUP', onHup);
+    if (io.stop?.aborted) resolve('abort');
+    io.stop?.addEventListener('abort', () => resolve('abort'), { once: true });
+  });
+  process.off('SIGTERM', onTerm);
+  process.off('SIGINT', onInt);
+  process.off('SIGHUP', onHup);
+
+  // A second signal means "now": cut connections rather than wait out the delay and timeout.
+  const force = () => {
+    logger.warn({}, 'second stop signal: closing every connection now');
+    server.server.closeAllConnections();
+    process.exit(1);
+  };
+  process.once('SIGTERM', force);
+  process.once('SIGINT', force);
+
+  const delayMs = signal === 'SIGTERM' ? delaySeconds * 1000 : 0;
+  logger.info({ signal, delayMs, timeoutMs: timeoutSeconds * 1000, inFlight: server.state.inFlight }, 'shutting down');
+  await server.close({ delayMs, timeoutMs: timeoutSeconds * 1000 });
+  process.off('SIGTERM', force);
+  process.off('SIGINT', force);
+  logger.info({ signal }, 'webhook stopped');
+  return 0;
+}
