@@ -1,0 +1,178 @@
+/**
+ * Process discovery through the pod's shared PID namespace (DESIGN §6). Pure parsers of /proc text
+ * first (unit-tested on fixtures), then a small adapter that reads a /proc tree.
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import { ENV_MARKER } from '../common/names.js';
+
+export interface ProcStat {
+  pid: number;
+  comm: string;
+  state: string;
+  ppid: number;
+  pgrp: number;
+  /** Start time in clock ticks since boot: with the pid, it names one run of a process. */
+  startTime: number;
+}
+
+/** Parses /proc/PID/stat. `comm` may hold spaces and parentheses, so fields are read after the last ')'. */
+export function parseStat(text: string): ProcStat {
+  const open = text.indexOf('(');
+  const close = text.lastIndexOf(')');
+  if (open < 0 || close < open) throw new Error(`malformed /proc stat: ${JSON.stringify(text.slice(0, 80))}`);
+  const pid = Number(text.slice(0, open).trim());
+  const rest = text.slice(close + 2).trim().split(/\s+/);
+  // rest[0] is field 3 (state); starttime is field 22.
+  const state = rest[0] ?? '?';
+  const ppid = Number(rest[1]);
+  const pgrp = Number(rest[2]);
+  const startTime = Number(rest[19]);
+  if (!Number.isInteger(pid) || !Number.isInteger(ppid) || !Number.isFinite(startTime)) {
+    throw new Error(`malformed /proc stat: ${JSON.stringify(text.slice(0, 80))}`);
+  }
+  return { pid, comm: text.slice(open + 1, close), state, ppid, pgrp, startTime };
+}
+
+/** Parses /proc/PID/environ (NUL-separated NAME=value) into ordered entries. */
+export function parseEnviron(text: string | Buffer): string[] {
+  const s = typeof text === 'string' ? text : text.toString('utf8');
+  return s.split('\0').filter((e) => e.length > 0);
+}
+
+export function environValue(entries: readonly string[], name: string): string | undefined {
+  const prefix = `${name}=`;
+  // The last definition wins, as with getenv on a duplicated entry.
+  for (let i = entries.length - 1; i >= 0; i--) if (entries[i]!.startsWith(prefix)) return entries[i]!.slice(prefix.length);
+  return undefined;
+}
+
+export interface ProcStatus {
+  uid: number;
+  gid: number;
+  groups: number[];
+  capEff: bigint;
+  capBnd: bigint;
+  capPrm: bigint;
+}
+
+/** Parses the fields of /proc/PID/status that exec needs: effective uid/gid, groups, capability sets. */
+export function parseStatus(text: string): ProcStatus {
+  const field = (name: string): string => {
+    const m = new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(text);
+    if (!m) throw new Error(`/proc status has no ${name} line`);
+    return m[1]!.trim();
+  };
+  const ids = (name: string): number[] => field(name).split(/\s+/).filter(Boolean).map(Number);
+  const uid = ids('Uid')[1];
+  const gid = ids('Gid')[1];
+  if (uid === undefined || gid === undefined) throw new Error('/proc status has malformed Uid/Gid lines');
+  const groupsLine = /^Groups:\s*(.*)$/m.exec(text)?.[1]?.trim() ?? '';
+  return {
+    uid,
+    gid,
+    groups: groupsLine ? groupsLine.split(/\s+/).map(Number) : [],
+    capEff: BigInt(`0x${field('CapEff')}`),
+    capBnd: BigInt(`0x${field('CapBnd')}`),
+    capPrm: BigInt(`0x${field('CapPrm')}`),
+  };
+}
+
+export interface ProcEntry extends ProcStat {
+  /** Value of the marker env, or undefined when absent. */
+  marker?: string;
+  /** true when the environ could not be read (another uid and no SYS_PTRACE + DAC_READ_SEARCH). */
+  unreadable: boolean;
+}
+
+export interface ProcSnapshot {
+  entries: ProcEntry[];
+  /** How many processes' environ could not be read (not counting kernel threads with empty environ). */
+  unreadable: number;
+}
+
+/** The pure core of discovery: the processes of one container, excluding `exclude` and its descendants. */
+export function containerProcesses(snap: ProcSnapshot, container: string, exclude: number): ProcEntry[] {
+  const byPid = new Map(snap.entries.map((e) => [e.pid, e]));
+  const descends = (e: ProcEntry): boolean => {
+    // Bounded walk: a pid tree is never deeper than the number of processes.
+    let cur: ProcEntry | undefined = e;
+    for (let i = 0; cur && i <= snap.entries.length; i++) {
+      if (cur.pid === exclude) return true;
+      cur = byPid.get(cur.ppid);
+    }
+    return false;
+  };
+  return snap.entries.filter((e) => e.marker === container && e.state !== 'Z' && e.state !== 'X' && !descends(e));
+}
+
+/**
+ * The container's main process: one whose parent is not in the container. Exec hooks and their
+ * children carry the marker too (they get the target's env), so the earliest started root wins.
+ */
+export function mainProcess(procs: readonly ProcEntry[]): ProcEntry | undefined {
+  const pids = new Set(procs.map((p) => p.pid));
+  const roots = procs.filter((p) => !pids.has(p.ppid));
+  roots.sort((a, b) => a.startTime - b.startTime || a.pid - b.pid);
+  return roots[0];
+}
+
+/** Names one run of a container: main pid and its start time. */
+export function runId(p: Pick<ProcStat, 'pid' | 'startTime'>): string {
+  return `${p.pid}@${p.startTime}`;
+}
+
+/** Reads every process of a /proc tree. Processes that vanish mid-scan are skipped. */
+export function readProcSnapshot(procRoot = '/proc'): ProcSnapshot {
+  const entries: ProcEntry[] = [];
+  let unreadable = 0;
+  let names: string[];
+  try {
+    names = readdirSync(procRoot);
+  } catch {
+    return { entries, unreadable };
+  }
+  for (const name of names) {
+    if (!/^[0-9]+$/.test(name)) continue;
+    let stat: ProcStat;
+    try {
+      stat = parseStat(readFileSync(`${procRoot}/${name}/stat`, 'utf8'));
+    } catch {
+      continue;
+    }
+    let marker: string | undefined;
+    let bad = false;
+    try {
+      marker = environValue(parseEnviron(readFileSync(`${procRoot}/${name}/environ`)), ENV_MARKER);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EACCES' || code === 'EPERM') {
+        bad = true;
+        unreadable++;
+      } else continue; // ENOENT/ESRCH: exited while we looked
+    }
+    entries.push({ ...stat, marker, unreadable: bad });
+  }
+  return { entries, unreadable };
+}
+
+export function readStat(pid: number, procRoot = '/proc'): ProcStat | undefined {
+  try {
+    return parseStat(readFileSync(`${procRoot}/${pid}/stat`, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+export function readStatus(pid: number, procRoot = '/proc'): ProcStatus {
+  return parseStatus(readFileSync(`${procRoot}/${pid}/status`, 'utf8'));
+}
+
+export function readEnviron(pid: number, procRoot = '/proc'): string[] {
+  return parseEnviron(readFileSync(`${procRoot}/${pid}/environ`));
+}
+
+/** true while the run `(pid, startTime)` is alive (not gone, not a zombie, pid not reused). */
+export function isRunAlive(pid: number, startTime: number, procRoot = '/proc'): boolean {
+  const s = readStat(pid, procRoot);
+  return !!s && s.startTime === startTime && s.state !== 'Z' && s.state !== 'X';
+}

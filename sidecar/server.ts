@@ -1,0 +1,89 @@
+/**
+ * The sidecar's HTTP API (DESIGN §2, §6) on plain node:http: the hook paths the kubelet calls,
+ * `/last` reports, health, readiness and metrics. A failed hook closes the connection without a
+ * response, because the kubelet judges a lifecycle httpGet only by transport errors.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import http from 'node:http';
+import type { Logger } from '../common/logger.js';
+import { HEADER_TOKEN, PHASES, type Phase } from '../common/names.js';
+import type { SidecarMetrics } from './metrics.js';
+import type { HookService } from './service.js';
+
+const HOOK_PATH = /^\/v1\/hooks\/([^/]+)\/([^/]+)(\/last)?\/?$/;
+
+/** Constant-time token comparison (hashing first makes the lengths equal). */
+export function tokenMatches(expected: string, got: string | string[] | undefined): boolean {
+  if (typeof got !== 'string') return false;
+  const a = createHash('sha256').update(expected).digest();
+  const b = createHash('sha256').update(got).digest();
+  return timingSafeEqual(a, b);
+}
+
+function send(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = typeof body === 'string' ? body : `${JSON.stringify(body)}\n`;
+  res.writeHead(status, { 'Content-Type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+export interface ServerDeps {
+  token: string;
+  service: HookService;
+  metrics: SidecarMetrics;
+  log: Logger;
+  isReady: () => boolean;
+}
+
+export function createSidecarServer(d: ServerDeps): http.Server {
+  const server = http.createServer((req, res) => {
+    const url = (req.url ?? '/').split('?')[0] ?? '/';
+    const method = req.method ?? 'GET';
+    if (url === '/healthz' && (method === 'GET' || method === 'HEAD')) return send(res, 200, 'ok\n');
+    if (url === '/readyz' && (method === 'GET' || method === 'HEAD')) return d.isReady() ? send(res, 200, 'ok\n') : send(res, 503, 'not ready\n');
+    if (url === '/metrics' && method === 'GET') {
+      d.metrics.registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'Content-Type': d.metrics.registry.contentType });
+          res.end(text);
+        },
+        () => send(res, 500, 'metrics unavailable\n'),
+      );
+      return;
+    }
+    const m = HOOK_PATH.exec(url);
+    if (!m) return send(res, 404, { error: `no such path: ${url}` });
+    // The token is checked before anything else so that container names do not leak without it.
+    if (!tokenMatches(d.token, req.headers[HEADER_TOKEN.toLowerCase()])) {
+      d.log.warn({ path: url, remote: req.socket.remoteAddress }, `hook call without a valid ${HEADER_TOKEN} header`);
+      return send(res, 401, { error: `missing or wrong ${HEADER_TOKEN} header` });
+    }
+    const container = decodeURIComponent(m[1]!);
+    const phase = m[2]! as Phase;
+    if (!PHASES.includes(phase)) return send(res, 404, { error: `unknown phase ${JSON.stringify(phase)}; expected ${PHASES.join(' or ')}` });
+    if (!d.service.hasHook(container, phase)) return send(res, 404, { error: `no ${phase} hook for container ${JSON.stringify(container)}` });
+    if (m[3]) {
+      if (method !== 'GET') return send(res, 405, { error: 'use GET' });
+      const last = d.service.last(container, phase);
+      return last ? send(res, 200, last) : send(res, 404, { error: `no ${phase} run of container ${container} yet` });
+    }
+    if (method !== 'GET' && method !== 'POST') return send(res, 405, { error: 'use GET or POST' });
+    req.resume();
+    d.service.call(container, phase).then(
+      ({ report }) => {
+        if (res.destroyed || res.writableEnded) return;
+        if (report.outcome === 'succeeded') send(res, 200, report);
+        // No response at all: the kubelet counts only transport errors as a failed hook.
+        else req.socket.destroy();
+      },
+      (e: unknown) => {
+        d.log.error({ container, phase, err: (e as Error).message }, 'hook call crashed');
+        req.socket.destroy();
+      },
+    );
+  });
+  // Hooks may run long (PostStart has no limit); only the request itself must arrive promptly.
+  server.requestTimeout = 30_000;
+  server.headersTimeout = 15_000;
+  server.keepAliveTimeout = 5_000;
+  return server;
+}
