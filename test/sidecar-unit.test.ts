@@ -1,0 +1,224 @@
+/** Unit tests of the sidecar's pure parts: /proc parsing, retry schedule, runner, deadline, dedupe, exec plan, env. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { preStopDeadlineMs } from '../common/budget.js';
+import type { HandlerSpec } from '../common/spec.js';
+import { capMask, capNames, setprivCapList } from '../sidecar/caps.js';
+import { EnvError, loadSidecarEnv } from '../sidecar/env.js';
+import { envObject, planExec } from '../sidecar/handlers.js';
+import { containerProcesses, environValue, mainProcess, parseEnviron, parseStat, parseStatus, runId, type ProcSnapshot } from '../sidecar/proc.js';
+import { HookRegistry } from '../sidecar/registry.js';
+import { retryDelayMs, retrySchedule, runHandlerList, type AttemptResult } from '../sidecar/runner.js';
+import { tokenMatches } from '../sidecar/server.js';
+import { Tail } from '../sidecar/tail.js';
+
+const STAT = '4242 (my (weird) app) S 4200 4242 4242 0 -1 4194560 120 0 0 0 3 1 0 0 20 0 1 0 987654 10485760 300 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0';
+const STATUS = `Name:\tapp\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4242\nPid:\t4242\nPPid:\t4200\nUid:\t1000\t1001\t1001\t1001\nGid:\t2000\t2001\t2001\t2001\nGroups:\t5 6 \nCapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapBnd:\t00000000a80425fb\nCapAmb:\t0000000000000000\n`;
+
+test('parseStat reads pid, ppid and start time past a comm with spaces and parentheses', () => {
+  const s = parseStat(STAT);
+  assert.deepEqual({ pid: s.pid, comm: s.comm, state: s.state, ppid: s.ppid, pgrp: s.pgrp, startTime: s.startTime }, { pid: 4242, comm: 'my (weird) app', state: 'S', ppid: 4200, pgrp: 4242, startTime: 987654 });
+  assert.throws(() => parseStat('garbage'), /malformed/);
+});
+
+test('parseEnviron and environValue: NUL-separated, last definition wins', () => {
+  const env = parseEnviron(Buffer.from('PATH=/bin\0HOOK_RUNNER_CONTAINER=app\0X=a=b\0HOOK_RUNNER_CONTAINER=web\0'));
+  assert.equal(environValue(env, 'HOOK_RUNNER_CONTAINER'), 'web');
+  assert.equal(environValue(env, 'X'), 'a=b');
+  assert.equal(environValue(env, 'NOPE'), undefined);
+  assert.deepEqual(envObject(env), { PATH: '/bin', HOOK_RUNNER_CONTAINER: 'web', X: 'a=b' });
+});
+
+test('parseStatus reads effective uid/gid, groups and capability sets', () => {
+  const s = parseStatus(STATUS);
+  assert.equal(s.uid, 1001);
+  assert.equal(s.gid, 2001);
+  assert.deepEqual(s.groups, [5, 6]);
+  assert.equal(s.capBnd, 0xa80425fbn);
+  // The runtime default set (docker/containerd) decodes to the expected names.
+  assert.deepEqual(capNames(s.capBnd), ['chown', 'dac_override', 'fowner', 'fsetid', 'kill', 'setgid', 'setuid', 'setpcap', 'net_bind_service', 'net_raw', 'sys_chroot', 'mknod', 'audit_write', 'setfcap']);
+});
+
+test('containerProcesses and mainProcess: marker, zombies, our own descendants, earliest root', () => {
+  const e = (pid: number, ppid: number, startTime: number, marker?: string, state = 'S') => ({ pid, ppid, startTime, marker, state, comm: 'x', pgrp: pid, unreadable: false });
+  const snap: ProcSnapshot = {
+    unreadable: 0,
+    entries: [
+      e(1, 0, 1),
+      e(10, 1, 100, 'app'), // the app's main process
+      e(11, 10, 110, 'app'), // its child
+      e(20, 1, 50), // the sidecar (no marker)
+      e(21, 20, 300, 'app'), // an exec hook the sidecar started: carries the target env, but is ours
+      e(22, 21, 301, 'app'),
+      e(30, 1, 40, 'web', 'Z'), // zombie of another container
+      e(31, 1, 400, 'app'), // a second root (e.g. a process re-parented to pid 1): started later
+    ],
+  };
+  const procs = containerProcesses(snap, 'app', 20);
+  assert.deepEqual(procs.map((p) => p.pid), [10, 11, 31]);
+  const main = mainProcess(procs)!;
+  assert.equal(main.pid, 10);
+  assert.equal(runId(main), '10@100');
+  assert.deepEqual(containerProcesses(snap, 'web', 20), []);
+});
+
+const h = (over: Partial<HandlerSpec> = {}): HandlerSpec => ({ sleep: { seconds: 0 }, timeoutSeconds: 5, retries: 0, retryDelaySeconds: 1, continueOnError: false, ...over }) as HandlerSpec;
+
+test('retry schedule doubles from retryDelaySeconds, matching the admission budget', () => {
+  assert.deepEqual(retrySchedule(h({ retries: 4, retryDelaySeconds: 1 })), [1000, 2000, 4000, 8000]);
+  assert.deepEqual(retrySchedule(h({ retries: 0 })), []);
+  assert.equal(retryDelayMs(h({ retryDelaySeconds: 0.5 }), 2), 2000);
+});
+
+test('runHandlerList: retries until success, continueOnError goes on, a failure stops the list', async () => {
+  const calls: number[] = [];
+  const plan: Record<number, boolean[]> = { 0: [false, false, true], 1: [false], 2: [false], 3: [true] };
+  const execute = async (_h: HandlerSpec, _s: AbortSignal, index: number): Promise<AttemptResult> => {
+    calls.push(index);
+    const ok = plan[index]!.shift()!;
+    return ok ? { ok } : { ok, error: 'nope', exitCode: 3 };
+  };
+  const list = [h({ retries: 2, retryDelaySeconds: 0.001 }), h({ continueOnError: true }), h(), h()];
+  const r = await runHandlerList(list, { execute });
+  assert.deepEqual(calls, [0, 0, 0, 1, 2]);
+  assert.equal(r.ok, false);
+  assert.equal(r.outcome, 'failed');
+  assert.deepEqual(r.handlers.map((x) => x.outcome), ['succeeded', 'failed', 'failed', 'skipped']);
+  assert.deepEqual(r.handlers[0]!.attempts.map((a) => a.outcome), ['failed', 'failed', 'succeeded']);
+  assert.match(r.reason!, /handler \[2\] sleep failed after 1 attempt\(s\): nope/);
+});
+
+test('runHandlerList: a per-attempt timeout counts as a failed attempt and is retried', async () => {
+  let n = 0;
+  const execute = (_h: HandlerSpec, s: AbortSignal): Promise<AttemptResult> => {
+    n++;
+    if (n === 2) return Promise.resolve({ ok: true });
+    return new Promise(() => void s); // never settles: only the timeout ends it
+  };
+  const r = await runHandlerList([h({ timeoutSeconds: 0.05, retries: 1, retryDelaySeconds: 0.001 })], { execute });
+  assert.equal(r.ok, true);
+  assert.deepEqual(r.handlers[0]!.attempts.map((a) => a.outcome), ['timeout', 'succeeded']);
+});
+
+test('runHandlerList: the deadline cuts the running attempt at once and skips the rest', async () => {
+  const deadline = new AbortController();
+  let sawAbort = false;
+  const execute = (_h: HandlerSpec, s: AbortSignal): Promise<AttemptResult> =>
+    new Promise((resolve) => {
+      s.addEventListener('abort', () => {
+        sawAbort = true;
+        setTimeout(() => resolve({ ok: false }), 10_000).unref(); // a slow cleanup must not delay the answer
+      });
+    });
+  setTimeout(() => deadline.abort(), 30);
+  const t0 = Date.now();
+  const r = await runHandlerList([h({ timeoutSeconds: 60 }), h()], { execute, deadline: deadline.signal });
+  assert.ok(Date.now() - t0 < 5000, 'answered without waiting for the handler');
+  assert.ok(sawAbort);
+  assert.equal(r.outcome, 'deadline');
+  assert.deepEqual(r.handlers.map((x) => x.outcome), ['deadline', 'skipped']);
+});
+
+test('PreStop deadline: arrival + grace − shutdown − margin, never before arrival', () => {
+  assert.equal(preStopDeadlineMs(1000, 6, 1, 250), 1000 + 4750);
+  assert.equal(preStopDeadlineMs(1000, 1, 5, 250), 1000);
+});
+
+test('HookRegistry: joins in flight, returns the stored result, starts afresh for a new run', async () => {
+  const reg = new HookRegistry<string>();
+  let runs = 0;
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const start = () => {
+    runs++;
+    return gate.then(() => `result-${runs}`);
+  };
+  const a = reg.join('app', 'preStop', '10@100', start);
+  const b = reg.join('app', 'preStop', '10@100', start);
+  assert.equal(a.joined, false);
+  assert.equal(b.joined, true);
+  assert.equal(reg.inFlight(), 1);
+  release();
+  assert.equal(await a.promise, 'result-1');
+  assert.equal(await b.promise, 'result-1');
+  const c = reg.join('app', 'preStop', '10@100', start);
+  assert.equal(c.joined, true, 'after it finished: the stored answer');
+  const d = reg.join('app', 'preStop', '77@900', start);
+  assert.equal(d.joined, false, 'new container run: afresh');
+  assert.equal(await d.promise, 'result-2');
+  // Unknown run (environ unreadable): joined only while in flight.
+  const e1 = reg.join('app', 'postStart', undefined, () => Promise.resolve('x'));
+  assert.equal(reg.join('app', 'postStart', undefined, () => Promise.resolve('y')).joined, true);
+  await e1.promise;
+  assert.equal(reg.join('app', 'postStart', undefined, () => Promise.resolve('z')).joined, false);
+});
+
+test('planExec: non-root target gets its uid, gid and groups; no namespace is entered', () => {
+  const self = { capEff: capMask(['sys_ptrace', 'dac_read_search', 'sys_chroot', 'setuid', 'setgid', 'kill']), capPrm: capMask(['sys_ptrace', 'dac_read_search', 'sys_chroot', 'setuid', 'setgid', 'kill']) };
+  const p = planExec(['/bin/sh', '-c', 'id'], { uid: 1000, gid: 2000, groups: [5], capBnd: 0n }, self, { nsenter: '/usr/bin/nsenter', setpriv: '/usr/bin/setpriv' });
+  assert.deepEqual([p.file, ...p.args], ['/usr/bin/setpriv', '--regid=2000', '--groups=5', '--', '/usr/bin/nsenter', '--root=/proc/self/fd/3', '--wd=/proc/self/fd/4', '--setuid=1000', '--', '/bin/sh', '-c', 'id']);
+  assert.deepEqual(p.excessCaps, []);
+  assert.ok(!p.args.some((a) => /^-(m|n|p|i|u|U|C|T)$|^--(mount|net|pid|ipc|uts|user|cgroup)/.test(a)), 'no namespace option');
+  const q = planExec(['true'], { uid: 1000, gid: 1000, groups: [], capBnd: 0n }, self, { nsenter: '/usr/bin/nsenter' });
+  assert.deepEqual([q.file, ...q.args], ['/usr/bin/nsenter', '--setgid=1000', '--root=/proc/self/fd/3', '--wd=/proc/self/fd/4', '--setuid=1000', '--', 'true']);
+});
+
+test('planExec: uid-0 target is narrowed to its bounding set when the sidecar holds SETPCAP, else the excess is reported', () => {
+  const six = capMask(['sys_ptrace', 'dac_read_search', 'sys_chroot', 'setuid', 'setgid', 'kill']);
+  const target = { uid: 0, gid: 0, groups: [], capBnd: capMask(['chown', 'kill', 'setuid', 'setgid', 'sys_chroot']) };
+  const tools = { nsenter: '/usr/bin/nsenter', setpriv: '/usr/bin/setpriv' };
+  const without = planExec(['true'], target, { capEff: six, capPrm: six }, tools);
+  assert.deepEqual(without.excessCaps, ['dac_read_search', 'sys_ptrace']);
+  assert.ok(!without.args.some((a) => a.startsWith('--bounding-set')));
+  assert.ok(!without.args.includes('--setuid=0'));
+  const withPcap = capMask(['setpcap']) | six;
+  const narrowed = planExec(['true'], target, { capEff: withPcap, capPrm: withPcap }, tools);
+  assert.ok(narrowed.args.includes(`--bounding-set=${setprivCapList(capMask(['kill', 'setgid', 'setuid', 'sys_chroot']))}`), narrowed.args.join(' '));
+  assert.deepEqual(narrowed.excessCaps, []);
+  // A target without SYS_CHROOT: nsenter itself needs it, so that one stays and is reported.
+  const noChroot = planExec(['true'], { ...target, capBnd: 0n }, { capEff: withPcap, capPrm: withPcap }, tools);
+  assert.deepEqual(noChroot.excessCaps, ['sys_chroot']);
+});
+
+test('tokenMatches: exact match only', () => {
+  assert.equal(tokenMatches('0123456789abcdef', '0123456789abcdef'), true);
+  assert.equal(tokenMatches('0123456789abcdef', '0123456789abcdeF'), false);
+  assert.equal(tokenMatches('0123456789abcdef', '0123'), false);
+  assert.equal(tokenMatches('0123456789abcdef', undefined), false);
+  assert.equal(tokenMatches('0123456789abcdef', ['0123456789abcdef', 'x']), false);
+});
+
+test('loadSidecarEnv: every bad variable is named in one message', () => {
+  const ok = { HOOK_RUNNER_SPEC: '{"app":{"preStop":[{"sleep":{"seconds":1}}]}}', HOOK_RUNNER_TOKEN: 'x'.repeat(32) };
+  const env = loadSidecarEnv(ok);
+  assert.equal(env.port, 15901);
+  assert.equal(env.graceSeconds, 30);
+  assert.equal(env.eventOutput, false);
+  assert.equal(env.spec.app!.preStop[0]!.timeoutSeconds, 30);
+  const bad: Array<[Record<string, string>, string]> = [
+    [{ HOOK_RUNNER_TOKEN: ok.HOOK_RUNNER_TOKEN }, 'HOOK_RUNNER_SPEC'],
+    [{ ...ok, HOOK_RUNNER_SPEC: '{nope' }, 'HOOK_RUNNER_SPEC'],
+    [{ ...ok, HOOK_RUNNER_SPEC: '{"app":{"preStop":[{"sleep":{"seconds":-1}}]}}' }, 'HOOK_RUNNER_SPEC'],
+    [{ HOOK_RUNNER_SPEC: ok.HOOK_RUNNER_SPEC }, 'HOOK_RUNNER_TOKEN'],
+    [{ ...ok, HOOK_RUNNER_TOKEN: 'short' }, 'HOOK_RUNNER_TOKEN'],
+    [{ ...ok, HOOK_RUNNER_PORT: '70000' }, 'HOOK_RUNNER_PORT'],
+    [{ ...ok, HOOK_RUNNER_GRACE_SECONDS: 'soon' }, 'HOOK_RUNNER_GRACE_SECONDS'],
+    [{ ...ok, HOOK_RUNNER_EVENT_OUTPUT: 'yes' }, 'HOOK_RUNNER_EVENT_OUTPUT'],
+  ];
+  for (const [e, variable] of bad) {
+    assert.throws(() => loadSidecarEnv(e), (err: unknown) => err instanceof EnvError && err.variable === variable && err.message.startsWith(`${variable}: `), variable);
+  }
+  assert.match((() => { try { loadSidecarEnv(bad[2]![0]); } catch (e) { return (e as Error).message; } return ''; })(), /app\.preStop\[0\]\.sleep\.seconds/);
+});
+
+test('Tail keeps only the last bytes and marks the cut', () => {
+  const t = new Tail(10);
+  for (let i = 0; i < 100; i++) t.push(`line${i}\n`);
+  const s = t.toString();
+  assert.ok(s.startsWith('…'));
+  assert.ok(s.endsWith('line99\n'));
+  assert.ok(Buffer.byteLength(s) <= 10 + Buffer.byteLength('…'));
+  const u = new Tail(100);
+  u.push('short');
+  assert.equal(u.toString(), 'short');
+});
