@@ -106,12 +106,22 @@ export function createWebhookApp(opts: WebhookAppOptions): express.Express {
 
   // Every content type is read as JSON: the API server sends application/json, and a person
   // trying `curl --data @file` without a content-type header should get the review, not a 415.
-  const json = express.json({ limit, type: () => true, strict: true });
+  const json = express.json({
+    limit,
+    type: () => true,
+    strict: true,
+    // The API server never compresses AdmissionReviews; refusing encodings keeps the limit about bytes on the wire.
+    inflate: false,
+    // Records the raw size, so an empty body gets its own message instead of "not an AdmissionReview".
+    verify: (_req, res, buf) => {
+      (res as Response).locals.bodyBytes = buf.length;
+    },
+  });
 
   app.post('/mutate', json, (req, res) => {
     const start = res.locals.start as bigint;
     const body: unknown = req.body;
-    if (body === undefined) {
+    if (body === undefined || res.locals.bodyBytes === 0) {
       fail(res, 400, 'malformed', 'the request has no body; expected an AdmissionReview (apiVersion admission.k8s.io/v1) as JSON');
       return;
     }
@@ -190,9 +200,11 @@ export function createWebhookApp(opts: WebhookAppOptions): express.Express {
           fail(res, 400, 'malformed', `the request body is not valid JSON (${err.message}); expected an AdmissionReview (apiVersion admission.k8s.io/v1) as JSON`);
           return;
         case 'charset.unsupported':
-        case 'encoding.unsupported':
-          fail(res, 415, 'unsupported-encoding', `${err.message}; send the AdmissionReview as uncompressed UTF-8 JSON`);
+        case 'encoding.unsupported': {
+          const what = err.type === 'encoding.unsupported' ? `content-encoding ${JSON.stringify(req.headers['content-encoding'])} is not accepted` : err.message;
+          fail(res, 415, 'unsupported-encoding', `${what}; send the AdmissionReview as uncompressed UTF-8 JSON`);
           return;
+        }
         default:
           if (err.status !== undefined && err.status >= 400 && err.status < 500) {
             fail(res, err.status, 'malformed', err.message);
