@@ -356,6 +356,34 @@ test('graceful close: stops accepting, finishes the request in flight, then reso
   assert.equal(server.server.listening, false);
 });
 
+test('graceful close: a keep-alive connection is closed after its last response instead of idling until keepAliveTimeout', async (t) => {
+  const { server, port, lines } = await startServer(t);
+  const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  const body = JSON.stringify(exampleReview());
+  let finish!: () => void;
+  let socketClosed!: Promise<void>;
+  const reply = new Promise<number>((resolve, reject) => {
+    const req = https.request({ host: '127.0.0.1', port, method: 'POST', path: '/mutate', ca, agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('socket', (sock) => {
+      socketClosed = new Promise((r) => sock.once('close', () => r()));
+    });
+    req.on('error', reject);
+    req.write(body.slice(0, 10));
+    finish = () => req.end(body.slice(10));
+  });
+  await waitFor('the request to be in flight', () => server.state.inFlight === 1);
+  const closed = server.close({ timeoutMs: 60_000 });
+  finish();
+  assert.equal(await reply, 200);
+  await socketClosed;
+  await closed;
+  assert.ok(!lines.some((l) => l.msg.startsWith('requests still running')), 'closed without reaching the bound');
+});
+
 test('graceful close is bounded: a request that never completes is cut at the timeout', async (t) => {
   const { server, port, lines } = await startServer(t);
   const stuck = openPost(port, JSON.stringify(exampleReview()));
@@ -422,7 +450,7 @@ test('hook-runner webhook --self-signed (in-process): CA on stderr verifies the 
   const port = Number(listening.port);
   assert.ok(port > 0);
   assert.equal(listening.sidecarMode, 'container');
-  assert.equal(listening.try, `curl -s -k https://127.0.0.1:${port}/mutate -H 'content-type: application/json' --data @examples/admission-review.json`);
+  assert.equal(listening.try, `curl -sk https://127.0.0.1:${port}/mutate -H 'content-type: application/json' --data @examples/admission-review.json`);
   const caPem = c.text().stderr;
   assert.match(caPem, /^-----BEGIN CERTIFICATE-----\r?\n[\s\S]+-----END CERTIFICATE-----\r?\n$/, 'stderr holds the CA certificate and nothing else');
   for (const servername of ['hooks.ops.svc', 'localhost', undefined]) {
