@@ -58,7 +58,7 @@ export interface ProcStatus {
 /** Parses the fields of /proc/PID/status that exec needs: effective uid/gid, groups, capability sets. */
 export function parseStatus(text: string): ProcStatus {
   const field = (name: string): string => {
-    const m = new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(text);
+    const m = new RegExp(`^${name}:[ \\t]*(.*)$`, 'm').exec(text);
     if (!m) throw new Error(`/proc status has no ${name} line`);
     return m[1]!.trim();
   };
@@ -66,7 +66,7 @@ export function parseStatus(text: string): ProcStatus {
   const uid = ids('Uid')[1];
   const gid = ids('Gid')[1];
   if (uid === undefined || gid === undefined) throw new Error('/proc status has malformed Uid/Gid lines');
-  const groupsLine = /^Groups:\s*(.*)$/m.exec(text)?.[1]?.trim() ?? '';
+  const groupsLine = /^Groups:[ \t]*(.*)$/m.exec(text)?.[1]?.trim() ?? '';
   return {
     uid,
     gid,

@@ -67,6 +67,8 @@ export interface RunOptions {
 }
 
 const ABORTED = Symbol('aborted');
+/** How long a cut-off attempt may take to hand back its partial output. */
+const ABORT_GRACE_MS = 50;
 
 /** Resolves to ABORTED when the signal fires (at once if it already has). */
 function abortPromise(signal: AbortSignal): { promise: Promise<typeof ABORTED>; dispose: () => void } {
@@ -107,8 +109,11 @@ async function runAttempt(h: HandlerSpec, index: number, attempt: number, opts: 
   const signal = opts.deadline ? AbortSignal.any([timeout.signal, opts.deadline]) : timeout.signal;
   const cut = abortPromise(signal);
   let res: AttemptResult | typeof ABORTED;
+  const exec = opts.execute(h, signal, index).catch((e: unknown): AttemptResult => ({ ok: false, error: errText(e) }));
   try {
-    res = await Promise.race([opts.execute(h, signal, index).catch((e: unknown): AttemptResult => ({ ok: false, error: errText(e) })), cut.promise]);
+    res = await Promise.race([exec, cut.promise]);
+    // Cut off: a well-behaved executor settles at once with what it has (output so far); wait briefly for it.
+    if (res === ABORTED) res = await Promise.race([exec, delay(ABORT_GRACE_MS).then((): typeof ABORTED => ABORTED)]);
   } finally {
     clearTimeout(timer);
     cut.dispose();

@@ -36,6 +36,8 @@ test('parseStatus reads effective uid/gid, groups and capability sets', () => {
   assert.deepEqual(s.groups, [5, 6]);
   assert.equal(s.capBnd, 0xa80425fbn);
   // The runtime default set (docker/containerd) decodes to the expected names.
+  // An empty Groups line must not swallow the next line.
+  assert.deepEqual(parseStatus(STATUS.replace('Groups:\t5 6 \n', 'Groups:\t\nNStgid:\t7\n')).groups, []);
   assert.deepEqual(capNames(s.capBnd), ['chown', 'dac_override', 'fowner', 'fsetid', 'kill', 'setgid', 'setuid', 'setpcap', 'net_bind_service', 'net_raw', 'sys_chroot', 'mknod', 'audit_write', 'setfcap']);
 });
 
