@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -756,5 +756,27 @@ test('npm run e2e without docker, kind or kubectl: prints what is missing and ex
     assert.match(required.stdout + required.stderr, /e2e: FAILED/);
   } finally {
     rmSync(bin, { recursive: true, force: true });
+  }
+});
+
+test('the cluster e2e suite (which cannot run here) still type-checks against names.ts and client-node', (t) => {
+  const tsc = join(ROOT, 'node_modules', '.bin', 'tsc');
+  if (!existsSync(tsc)) return t.skip(`needs the TypeScript compiler at ${tsc} (npm ci)`);
+  const dir = mkdtempSync(join(tmpdir(), 'hr-e2e-tsc-'));
+  try {
+    const cfg = join(dir, 'tsconfig.json');
+    // Same strict options as the product code, over test/e2e/kind only.
+    writeFileSync(
+      cfg,
+      JSON.stringify({
+        extends: join(ROOT, 'tsconfig.json'),
+        compilerOptions: { noEmit: true, rootDir: ROOT, typeRoots: [join(ROOT, 'node_modules', '@types')] },
+        include: [join(ROOT, 'test', 'e2e', 'kind', '*.ts')],
+      }),
+    );
+    const r = spawnSync(tsc, ['-p', cfg], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(r.status, 0, `tsc on test/e2e/kind failed:\n${r.stdout}${r.stderr}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
