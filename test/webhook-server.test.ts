@@ -112,7 +112,8 @@ test('POST /mutate: a Pod with hooks is allowed with a base64 JSONPatch that app
   assert.equal(line.msg, 'admission injected');
   assert.equal(line.uid, review.request.uid);
   assert.equal(line.namespace, 'demo');
-  assert.equal(line.name, 'web');
+  assert.equal(line.pod, 'web');
+  assert.equal(line.name, 'hook-runner', 'the logger name is not overwritten');
   assert.equal(line.outcome, 'injected');
   assert.deepEqual(line.warnings, []);
   assert.equal(typeof line.latencyMs, 'number');
@@ -165,7 +166,7 @@ test('POST /mutate: objects that are not Pods, and Pods without hooks, are allow
   assert.deepEqual([r2.response.allowed, r2.response.patch], [true, undefined]);
 
   assert.deepEqual(
-    admissionLines(lines).map((l) => [l.outcome, l.reason, l.name]),
+    admissionLines(lines).map((l) => [l.outcome, l.reason, l.pod]),
     [
       ['skipped', 'not-a-pod', 'settings'],
       ['skipped', 'no-hooks', 'web'],

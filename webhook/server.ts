@@ -143,7 +143,9 @@ export function createWebhookApp(opts: WebhookAppOptions): express.Express {
       {
         uid: result.uid,
         namespace: result.namespace,
-        name: result.name,
+        // `pod`, not `name`: the root logger already writes `name: hook-runner`, and a second
+        // `name` key in the same JSON line is read differently by different log processors.
+        pod: result.name,
         outcome: result.outcome,
         reason: result.reason,
         warnings: result.warnings,
