@@ -439,6 +439,14 @@ test('hook-runner webhook: usage errors exit 2 with a message saying what is wro
   }
 });
 
+test('hook-runner webhook: an address in use exits 1 naming the address', async (t) => {
+  const { port } = await startServer(t);
+  const c = capture();
+  const { logger } = memoryLogger();
+  assert.equal(await runWebhookCli(['--self-signed', '--listen', `127.0.0.1:${port}`], { ...c.io, logger }), 1);
+  assert.match(c.text().stderr, new RegExp(`^hook-runner webhook: cannot listen on 127\\.0\\.0\\.1:${port}: listen EADDRINUSE`, 'm'));
+});
+
 test('hook-runner webhook --self-signed (in-process): CA on stderr verifies the server; config mode applies; stops on request', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'hook-runner-cli-'));
   writeFileSync(join(dir, 'config.yaml'), 'sidecar: {mode: container}\n');

@@ -302,7 +302,7 @@ export async function startWebhookServer(opts: StartWebhookServerOptions): Promi
   });
 
   await new Promise<void>((resolve, reject) => {
-    const onError = (e: NodeJS.ErrnoException) => reject(new Error(`cannot listen on ${formatHostPort(opts.listen)}: ${e.code ?? e.message}`));
+    const onError = (e: NodeJS.ErrnoException) => reject(new Error(`cannot listen on ${formatHostPort(opts.listen)}: ${e.message}`));
     server.once('error', onError);
     server.listen(opts.listen.port, opts.listen.host, () => {
       server.off('error', onError);
