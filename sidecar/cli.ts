@@ -101,6 +101,12 @@ export async function runSidecar(env: SidecarEnv, log: Logger): Promise<number> 
     throw new Error(`cannot listen on port ${env.port} (${ENV_PORT}): ${e.code ?? e.message}`);
   });
   ready = true;
+  // Load the Kubernetes client while idle (it blocks the loop for 1-2 s), so the first PreStop finds it ready.
+  if (kube.configured()) {
+    let tries = 0;
+    const warm = () => (service.inFlight() === 0 || ++tries > 100 ? kube.warm() : setTimeout(warm, 100).unref());
+    setTimeout(warm, 300).unref();
+  }
   log.info(
     { port: env.port, containers: Object.keys(env.spec), pod: env.pod.name, namespace: env.pod.namespace, uid: status.uid, caps: capNames(status.capEff), graceSeconds: env.graceSeconds, startupMs: Math.round(performance.now()) },
     'sidecar ready',
