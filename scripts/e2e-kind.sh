@@ -67,6 +67,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/hook-runner-e2e.XXXXXX") || exit 1
 created_cluster=0
 CLUSTER=${E2E_KIND_CLUSTER:-hook-runner-e2e}
 
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
   if [[ $mode == kind && $created_cluster == 1 && ${E2E_KEEP_CLUSTER:-} != 1 ]]; then
     say "deleting kind cluster $CLUSTER (E2E_KEEP_CLUSTER=1 keeps it)"
