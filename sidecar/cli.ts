@@ -101,6 +101,7 @@ export async function runSidecar(env: SidecarEnv, log: Logger): Promise<number> 
     throw new Error(`cannot listen on port ${env.port} (${ENV_PORT}): ${e.code ?? e.message}`);
   });
   ready = true;
+  setTimeout(() => void metrics.load(), 50).unref();
   // Load the Kubernetes client while idle (it blocks the loop for 1-2 s), so the first PreStop finds it ready.
   if (kube.configured()) {
     let tries = 0;

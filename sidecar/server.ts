@@ -41,9 +41,9 @@ export function createSidecarServer(d: ServerDeps): http.Server {
     if (url === '/healthz' && (method === 'GET' || method === 'HEAD')) return send(res, 200, 'ok\n');
     if (url === '/readyz' && (method === 'GET' || method === 'HEAD')) return d.isReady() ? send(res, 200, 'ok\n') : send(res, 503, 'not ready\n');
     if (url === '/metrics' && method === 'GET') {
-      d.metrics.registry.metrics().then(
-        (text) => {
-          res.writeHead(200, { 'Content-Type': d.metrics.registry.contentType });
+      d.metrics.render().then(
+        ({ contentType, text }) => {
+          res.writeHead(200, { 'Content-Type': contentType });
           res.end(text);
         },
         () => send(res, 500, 'metrics unavailable\n'),

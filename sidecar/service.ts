@@ -116,7 +116,7 @@ export class HookService {
     const run = target ? runId(target) : undefined;
     const { promise, joined } = this.registry.join(container, phase, run, () => this.run(container, phase, arrival, list, hooks.shutdownSeconds, target));
     const report = await promise;
-    this.d.metrics.calls.inc({ container, phase, result: joined ? 'joined' : report.outcome });
+    this.d.metrics.countCall({ container, phase, result: joined ? 'joined' : report.outcome });
     if (joined) this.d.log.info({ pod: this.d.env.pod.name, container, phase, run: report.run }, 'duplicate hook call joined the run already made');
     return { report, joined };
   }
@@ -147,11 +147,11 @@ export class HookService {
         },
         onHandler: (h, r) => {
           const labels = { container, phase, handler: r.kind };
-          this.d.metrics.duration.observe(labels, r.durationMs / 1000);
-          this.d.metrics.outcomes.inc({ ...labels, outcome: r.outcome });
+          this.d.metrics.observeDuration(labels, r.durationMs / 1000);
+          this.d.metrics.countOutcome({ ...labels, outcome: r.outcome });
         },
       });
-      for (const r of res.handlers) if (r.outcome === 'skipped') this.d.metrics.outcomes.inc({ container, phase, handler: r.kind, outcome: 'skipped' });
+      for (const r of res.handlers) if (r.outcome === 'skipped') this.d.metrics.countOutcome({ container, phase, handler: r.kind, outcome: 'skipped' });
       report.outcome = res.outcome;
       if (res.reason) report.reason = res.reason;
       report.handlers = res.handlers;
