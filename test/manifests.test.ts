@@ -37,7 +37,11 @@ import {
   NAMESPACE_INJECTION_ENABLED,
   SIDECAR_CONTAINER_NAME,
 } from '../common/names.js';
+import { TLS_SECRET_NAME } from '../webhook/cert-bootstrap.js';
 import { IMAGE_REPOSITORY, parseConfig } from '../webhook/config.js';
+import { DEFAULT_WEBHOOK_CONFIG_NAME } from '../webhook/in-cluster.js';
+import { SIDECAR_CLUSTERROLE_NAME, SIDECAR_ROLEBINDING_NAME } from '../webhook/namespace-controller.js';
+import { DEFAULT_SERVICE_NAME, DEFAULT_SERVICE_NAMESPACE } from '../webhook/tls.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const PKG = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
@@ -46,13 +50,15 @@ const PKG = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
   scripts: Record<string, string>;
 };
 
-// Names the manifests define for the webhook's own objects (DESIGN §8; issue 5 items 3 and 5 use them).
-const NAMESPACE = 'hook-runner-system';
-const WEBHOOK_CONFIG = 'hook-runner';
+// The names of the webhook's own objects come from the code that uses them in the cluster, so the
+// manifests and the in-cluster code cannot drift apart.
+const NAMESPACE = DEFAULT_SERVICE_NAMESPACE;
+const SERVICE = DEFAULT_SERVICE_NAME;
+const WEBHOOK_CONFIG = DEFAULT_WEBHOOK_CONFIG_NAME;
+const SELF_SIGNED_SECRET = TLS_SECRET_NAME;
+const SIDECAR_CLUSTER_ROLE = SIDECAR_CLUSTERROLE_NAME;
+const SIDECAR_ROLE_BINDING = SIDECAR_ROLEBINDING_NAME;
 const SERVICE_ACCOUNT = 'hook-runner';
-const SELF_SIGNED_SECRET = 'hook-runner-tls';
-const SIDECAR_CLUSTER_ROLE = 'hook-runner-sidecar';
-const SIDECAR_ROLE_BINDING = 'hook-runner-sidecar';
 const WEBHOOK_PORT = 8443;
 
 // ---------------------------------------------------------------------------------------------
@@ -507,6 +513,7 @@ for (const o of OVERLAYS) {
 
     // The Service it calls exists and reaches the webhook's HTTPS container port.
     const ref = w.clientConfig.service!;
+    assert.equal(ref.name, SERVICE, 'the Service the --self-signed certificate is made for');
     assert.equal(ref.path, '/mutate');
     assert.equal(ref.namespace, NAMESPACE);
     const svc = one<V1Service>(objs, 'Service', ref.name);
@@ -643,7 +650,7 @@ for (const o of OVERLAYS) {
 
     // The ClusterRole it binds for sidecars: events and reading its own Pod, nothing more.
     const sidecar = one<V1ClusterRole>(objs, 'ClusterRole', SIDECAR_CLUSTER_ROLE);
-    assert.deepEqual(rulesAsStrings(sidecar.rules ?? []), ['core/events create', 'core/events patch', 'core/pods get', 'events.k8s.io/events create', 'events.k8s.io/events patch']);
+    assert.deepEqual(rulesAsStrings(sidecar.rules ?? []), ['core/events create', 'core/events patch', 'core/pods get']);
 
     for (const r of objs.filter((x) => x.kind === 'Role' || x.kind === 'ClusterRole') as (Obj & { rules?: V1PolicyRule[] })[]) {
       for (const rule of r.rules ?? []) {

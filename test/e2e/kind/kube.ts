@@ -7,6 +7,10 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
 import { ANNOTATION_HOOKS } from '../../../common/names.js';
+import { TLS_SECRET_NAME } from '../../../webhook/cert-bootstrap.js';
+import { DEFAULT_WEBHOOK_CONFIG_NAME } from '../../../webhook/in-cluster.js';
+import { SIDECAR_ROLEBINDING_NAME } from '../../../webhook/namespace-controller.js';
+import { DEFAULT_SERVICE_NAMESPACE } from '../../../webhook/tls.js';
 
 export interface Run {
   code: number | null;
@@ -15,11 +19,12 @@ export interface Run {
 }
 
 export const APP_IMAGE = process.env.E2E_APP_IMAGE || 'busybox:1.36.1';
-export const WEBHOOK_NAMESPACE = 'hook-runner-system';
-export const WEBHOOK_CONFIG = 'hook-runner';
+export const WEBHOOK_NAMESPACE = DEFAULT_SERVICE_NAMESPACE;
+export const WEBHOOK_CONFIG = DEFAULT_WEBHOOK_CONFIG_NAME;
+/** The webhook's name in manifests/base/mutatingwebhookconfiguration.yaml (kubectl quotes it in denials). */
 export const WEBHOOK_NAME = 'inject.hook-runner.dev';
-export const SIDECAR_ROLE_BINDING = 'hook-runner-sidecar';
-export const SELF_SIGNED_SECRET = 'hook-runner-tls';
+export const SIDECAR_ROLE_BINDING = SIDECAR_ROLEBINDING_NAME;
+export const SELF_SIGNED_SECRET = TLS_SECRET_NAME;
 
 /** Runs kubectl; resolves with its exit code and output (never rejects on a non-zero exit). */
 export function kubectl(args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<Run> {
