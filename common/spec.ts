@@ -5,7 +5,6 @@
  * number), and the sidecar validates it with the same code the webhook runs at admission.
  */
 import { constants as osConstants } from 'node:os';
-import { parse as parseYaml } from 'yaml';
 import type { V1Container, V1LifecycleHandler } from '@kubernetes/client-node';
 import { ANNOTATION_HOOKS, PHASES, type Phase } from './names.js';
 
@@ -85,8 +84,6 @@ export const DEFAULT_HOST = '127.0.0.1';
 /** Upper bounds that keep a typo (`retries: 1000`) from turning into an hour-long hook. */
 export const MAX_RETRIES = 20;
 export const MAX_SECONDS = 24 * 3600;
-/** The annotation is bounded well below the API server's 256 KiB total annotation limit. */
-export const MAX_ANNOTATION_BYTES = 64 * 1024;
 
 /** A validation error with the exact location in the annotation, e.g. `app.preStop[1].httpGet.port`. */
 export class HookSpecError extends Error {
@@ -136,20 +133,6 @@ function describe(v: unknown): string {
 function join(path: string, key: string | number): string {
   if (typeof key === 'number') return `${path}[${key}]`;
   return path ? `${path}.${key}` : key;
-}
-
-/** Parses the annotation's text: YAML or JSON, aliases bounded, duplicate keys refused. */
-export function parseHooksText(text: string, source = ANNOTATION_HOOKS): unknown {
-  if (Buffer.byteLength(text, 'utf8') > MAX_ANNOTATION_BYTES) {
-    throw new HookSpecError('', `is ${Buffer.byteLength(text, 'utf8')} bytes; at most ${MAX_ANNOTATION_BYTES} are accepted`, source);
-  }
-  try {
-    // maxAliasCount stops alias bombs ("billion laughs") before they expand.
-    return parseYaml(text, { maxAliasCount: 50, uniqueKeys: true, prettyErrors: false });
-  } catch (e) {
-    const msg = (e as Error).message.split('\n')[0] ?? 'parse error';
-    throw new HookSpecError('', `not valid YAML or JSON: ${msg}`, source);
-  }
 }
 
 class Validator {

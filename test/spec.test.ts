@@ -2,7 +2,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { V1Container } from '@kubernetes/client-node';
-import { HookSpecError, normaliseHooks, parseHooksText, parseSpecJson, HANDLER_KINDS, type ParseContext } from '../common/spec.js';
+import { HookSpecError, normaliseHooks, parseSpecJson, HANDLER_KINDS, type ParseContext } from '../common/spec.js';
+import { parseHooksText } from '../webhook/hooks-text.js';
 import { checkPreStopBudget, preStopDeadlineMs, worstCaseSeconds } from '../common/budget.js';
 
 const containers: V1Container[] = [

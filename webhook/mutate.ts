@@ -35,13 +35,13 @@ import {
   nativeToAnnotationItem,
   normaliseHandler,
   normaliseHooks,
-  parseHooksText,
   type ContainerHooks,
   type HandlerSpec,
   type HookSpec,
   type ParseContext,
 } from '../common/spec.js';
 import { checkPreStopBudget } from '../common/budget.js';
+import { parseHooksText } from './hooks-text.js';
 import type { Config } from './config.js';
 import { RESTRICTED_KINDS, capabilitiesFor, handlerKindsUsed, sidecarSecurityContext } from './security-context.js';
 
