@@ -161,7 +161,7 @@ test('security context: restricted for http/sleep/tcp, exactly the measured sets
   assert.equal(restricted.securityContext!.readOnlyRootFilesystem, true);
   const exec = sidecarOf(injected(pod('app: {preStop: [{exec: {command: [x]}}]}')).pod).securityContext!;
   assert.deepEqual(exec.capabilities, { drop: ['ALL'], add: [...CAPS_EXEC] });
-  assert.deepEqual([...CAPS_EXEC], ['SYS_PTRACE', 'DAC_READ_SEARCH', 'SYS_CHROOT', 'SETUID', 'SETGID', 'KILL']);
+  assert.deepEqual([...CAPS_EXEC], ['SYS_PTRACE', 'DAC_READ_SEARCH', 'SYS_CHROOT', 'SETUID', 'SETGID', 'KILL', 'SETPCAP']);
   assert.equal(exec.runAsUser, 0);
   assert.equal(exec.allowPrivilegeEscalation, false);
   const signal = sidecarOf(injected(pod('app: {preStop: [{signal: {name: TERM}}]}')).pod).securityContext!;

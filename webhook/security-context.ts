@@ -12,8 +12,12 @@ import { handlerKind, type HandlerKind, type HookSpec } from '../common/spec.js'
 
 /** Read another uid's /proc/PID/environ to find a container's processes: environ is 0400 and ptrace-guarded. */
 export const CAPS_FIND = ['SYS_PTRACE', 'DAC_READ_SEARCH'] as const;
-/** exec: find + enter the target's root and cwd, become its uid/gid, kill the process group at timeout. */
-export const CAPS_EXEC = [...CAPS_FIND, 'SYS_CHROOT', 'SETUID', 'SETGID', 'KILL'] as const;
+/**
+ * exec: find + enter the target's root and cwd, become its uid/gid, kill the process group at
+ * timeout; SETPCAP narrows a root command's bounding set to the target's own, so the command never
+ * holds more than the target (DESIGN §6). SETPCAP is within Pod Security baseline.
+ */
+export const CAPS_EXEC = [...CAPS_FIND, 'SYS_CHROOT', 'SETUID', 'SETGID', 'KILL', 'SETPCAP'] as const;
 /** signal: find + signal a process of another uid. */
 export const CAPS_SIGNAL = [...CAPS_FIND, 'KILL'] as const;
 
