@@ -1,0 +1,273 @@
+/**
+ * The sidecar's cost: a plain child process running the built CLI (`dist/cli/main.js sidecar`)
+ * with the environment `mutatePod` writes for a pod, on 127.0.0.1, no namespaces, no API server
+ * (no KUBECONFIG: grace from the env, no Events). Hooked "containers" are `sleep` processes that
+ * carry the HOOK_RUNNER_CONTAINER marker, as the app's processes would in a shared PID namespace.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import type { V1Container, V1Pod } from '@kubernetes/client-node';
+import { packageVersion } from '../cli/version.js';
+import { DEADLINE_MARGIN_MS } from '../common/budget.js';
+import { ENV_MARKER, HEADER_TOKEN, SIDECAR_CONTAINER_NAME, hookPath, type Phase } from '../common/names.js';
+import { defaultConfig } from '../webhook/config.js';
+import { mutatePod } from '../webhook/mutate.js';
+import { median, percentile, round, sleep } from './stats.js';
+
+export const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+
+export async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = net.createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => res(p));
+    });
+  });
+}
+
+/** The sidecar env that `mutatePod` writes for `hooks` (downward-API fields filled in as the kubelet would). */
+export function injectedSidecarEnv(hooks: Record<string, unknown>, port: number, graceSeconds: number): Record<string, string> {
+  const names = Object.keys(hooks);
+  const pod: V1Pod = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'bench', namespace: 'bench', annotations: { 'hook-runner.dev/hooks': JSON.stringify(hooks) } },
+    spec: { terminationGracePeriodSeconds: graceSeconds, containers: names.map((name): V1Container => ({ name, image: 'app' })) },
+  };
+  const config = defaultConfig(packageVersion());
+  config.sidecar.port = port;
+  const r = mutatePod(pod, { config, mode: 'native' });
+  if (!r.injected) throw new Error(`bench pod not injected: ${r.reason}`);
+  const sc = r.pod.spec!.initContainers!.find((c) => c.name === SIDECAR_CONTAINER_NAME)!;
+  const downward: Record<string, string> = { 'metadata.name': 'bench', 'metadata.namespace': 'bench', 'metadata.uid': '00000000-0000-4000-8000-000000000000', 'spec.nodeName': 'bench-node' };
+  const env: Record<string, string> = {};
+  for (const e of sc.env ?? []) env[e.name] = e.value ?? downward[e.valueFrom?.fieldRef?.fieldPath ?? ''] ?? '';
+  return env;
+}
+
+/** A clean env: PATH plus the injected variables; never KUBECONFIG or KUBERNETES_SERVICE_HOST. */
+function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH ?? '/usr/bin:/bin', LOG_LEVEL: 'info', ...extra };
+}
+
+const children = new Set<ChildProcess>();
+function track(c: ChildProcess): ChildProcess {
+  children.add(c);
+  c.once('exit', () => children.delete(c));
+  return c;
+}
+
+/** Kills every child this module started (SIGKILL after a short SIGTERM grace). */
+export async function killAll(): Promise<void> {
+  await Promise.all([...children].map(async (c) => {
+    const exited = new Promise<void>((r) => c.once('exit', () => r()));
+    c.kill('SIGTERM');
+    if (await Promise.race([exited.then(() => false), sleep(2000).then(() => true)])) {
+      c.kill('SIGKILL');
+      await exited;
+    }
+  }));
+}
+
+/** GET, new connection each time (like the kubelet); resolves with the status or an error, bounded. */
+export function get(port: number, path: string, headers: Record<string, string> = {}, timeoutMs = 10_000): Promise<{ status?: number; error?: string }> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path, headers, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode }));
+      res.on('error', (e) => resolve({ error: e.message }));
+    });
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer within ${timeoutMs}ms`)));
+    req.on('error', (e) => resolve({ error: e.message }));
+  });
+}
+
+const nowMs = () => performance.now();
+
+function rssMb(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(m[1]) / 1024;
+}
+
+export interface StartedSidecar {
+  child: ChildProcess;
+  port: number;
+  token: string;
+  readyMs: number;
+}
+
+/** Spawns the sidecar and polls /readyz (every 2 ms, bounded at 15 s): spawn → first 200. */
+export async function startSidecar(hooks: Record<string, unknown>, graceSeconds = 30): Promise<StartedSidecar> {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (the bench runs the built sidecar)`);
+  const port = await freePort();
+  const env = injectedSidecarEnv(hooks, port, graceSeconds);
+  const t0 = nowMs();
+  const child = track(spawn(process.execPath, [CLI, 'sidecar'], { env: childEnv(env), stdio: ['ignore', 'ignore', 'pipe'] }));
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c.slice(0, 4000)));
+  for (let i = 0; i < 7500; i++) {
+    const r = await get(port, '/readyz', {}, 1000);
+    if (r.status === 200) return { child, port, token: env.HOOK_RUNNER_TOKEN!, readyMs: nowMs() - t0 };
+    if (child.exitCode !== null) throw new Error(`sidecar exited with ${child.exitCode}: ${stderr}`);
+    if (nowMs() - t0 > 15_000) break;
+    await sleep(2);
+  }
+  throw new Error(`sidecar not ready within 15 s: ${stderr}`);
+}
+
+/** Spawn → first byte on stdout of a bare node script. */
+async function bareNodeStartMs(): Promise<number> {
+  const t0 = nowMs();
+  const child = track(spawn(process.execPath, ['-e', 'process.stdout.write("up\\n")'], { stdio: ['ignore', 'pipe', 'ignore'], env: childEnv({}) }));
+  const ms = await new Promise<number>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('bare node printed nothing within 10 s')), 10_000);
+    child.stdout!.once('data', () => {
+      clearTimeout(t);
+      resolve(nowMs() - t0);
+    });
+  });
+  await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.once('exit', r)));
+  return ms;
+}
+
+async function stop(c: ChildProcess): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null) return;
+  const exited = new Promise<void>((r) => c.once('exit', () => r()));
+  c.kill('SIGKILL');
+  await exited;
+}
+
+/** A "container": a process carrying the marker, as the app's processes in a shared PID namespace. */
+function marker(name: string): ChildProcess {
+  return track(spawn('sleep', ['600'], { env: childEnv({ [ENV_MARKER]: name }), stdio: 'ignore' }));
+}
+
+/** A local app the httpGet handler and the direct GET call: answers 200 "ok" at once. */
+async function appServer(): Promise<{ server: http.Server; port: number }> {
+  const server = http.createServer((_req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': 3 });
+    res.end('ok\n');
+  });
+  server.keepAliveTimeout = 1000;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, port: (server.address() as net.AddressInfo).port };
+}
+
+export interface SidecarOptions {
+  /** Start rounds (ready_ms, rss) for the sidecar and the bare node baseline each. */
+  startRounds: number;
+  /** How long the processes idle before RSS is read. */
+  idleMs: number;
+  /** Hook calls per handler kind for the dispatch figures. */
+  dispatchCalls: number;
+  /** PreStop calls that overrun their budget. */
+  prestopCalls: number;
+  log?: (line: string) => void;
+}
+
+const SLEEP0 = { postStart: [{ sleep: { seconds: 0 } }] };
+
+export async function benchSidecar(o: SidecarOptions): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  try {
+    // 1. Start time and idle RSS, alternating sidecar and baseline.
+    const ready: number[] = [];
+    const bareStart: number[] = [];
+    const rss: number[] = [];
+    const bareRss: number[] = [];
+    const typical = { app: { shutdownSeconds: 10, postStart: [{ httpGet: { path: '/warmup', port: 8080 }, retries: 3 }], preStop: [{ sleep: { seconds: 5 } }, { http: { method: 'POST', path: '/drain', port: 8080 } }] } };
+    for (let r = 0; r < o.startRounds; r++) {
+      bareStart.push(await bareNodeStartMs());
+      const s = await startSidecar(typical);
+      ready.push(s.readyMs);
+      const idle = track(spawn(process.execPath, ['-e', 'setInterval(()=>{},1e9)'], { stdio: 'ignore', env: childEnv({}) }));
+      await sleep(o.idleMs);
+      rss.push(rssMb(s.child.pid!));
+      bareRss.push(rssMb(idle.pid!));
+      await Promise.all([stop(s.child), stop(idle)]);
+    }
+    out['sidecar.ready_ms'] = round(median(ready), 1);
+    out['sidecar.baseline_start_ms'] = round(median(bareStart), 1);
+    out['sidecar.ready_ratio'] = round(median(ready) / median(bareStart), 2);
+    out['sidecar.rss_mb'] = round(median(rss), 1);
+    out['sidecar.baseline_rss_mb'] = round(median(bareRss), 1);
+    out['sidecar.rss_ratio'] = round(median(rss) / median(bareRss), 2);
+    o.log?.(`sidecar start: ready ${out['sidecar.ready_ms']} ms vs bare node ${out['sidecar.baseline_start_ms']} ms; rss ${out['sidecar.rss_mb']} MB vs ${out['sidecar.baseline_rss_mb']} MB`);
+
+    // 2. Dispatch: hook call (sleep 0 | httpGet to the app) minus the same GET made directly.
+    const app = await appServer();
+    try {
+      const sc = await startSidecar({ s: SLEEP0, h: { postStart: [{ httpGet: { path: '/', port: app.port } }] } });
+      const hdr = { [HEADER_TOKEN]: sc.token };
+      const direct: number[] = [];
+      const viaSleep: number[] = [];
+      const viaHttp: number[] = [];
+      const timed = async (f: () => Promise<{ status?: number; error?: string }>, into: number[], what: string) => {
+        const t = nowMs();
+        const r = await f();
+        if (r.status !== 200) throw new Error(`${what}: ${r.error ?? `HTTP ${r.status}`}`);
+        into.push(nowMs() - t);
+      };
+      await sleep(300); // let the deferred metrics load finish first: it is not part of a call
+      for (let i = 0; i < o.dispatchCalls + 5; i++) {
+        // A new run of each container per call: a second call for the same run gets the stored answer.
+        const ms = [marker('s'), marker('h')];
+        await Promise.all(ms.map((m) => new Promise((r) => m.once('spawn', r))));
+        const warm = i < 5;
+        const d: number[] = [];
+        const a: number[] = [];
+        const b: number[] = [];
+        await timed(() => get(app.port, '/'), d, 'direct GET');
+        await timed(() => get(sc.port, hookPath('s', 'postStart' as Phase), hdr), a, 'hook call (sleep 0)');
+        await timed(() => get(sc.port, hookPath('h', 'postStart' as Phase), hdr), b, 'hook call (httpGet)');
+        if (!warm) {
+          direct.push(...d);
+          viaSleep.push(...a);
+          viaHttp.push(...b);
+        }
+        await Promise.all(ms.map(stop));
+      }
+      await stop(sc.child);
+      out['sidecar.direct_get_p50_ms'] = round(median(direct));
+      out['sidecar.dispatch_p50_ms'] = round(percentile(viaSleep, 50) - percentile(direct, 50));
+      out['sidecar.dispatch_p99_ms'] = round(percentile(viaSleep, 99) - percentile(direct, 99));
+      out['sidecar.dispatch_http_p50_ms'] = round(percentile(viaHttp, 50) - percentile(direct, 50));
+      out['sidecar.dispatch_http_p99_ms'] = round(percentile(viaHttp, 99) - percentile(direct, 99));
+      o.log?.(`sidecar dispatch: sleep-0 hook +${out['sidecar.dispatch_p50_ms']} ms p50, httpGet hook +${out['sidecar.dispatch_http_p50_ms']} ms p50 over a direct GET of ${out['sidecar.direct_get_p50_ms']} ms`);
+    } finally {
+      await new Promise((r) => app.server.close(r));
+    }
+
+    // 3. PreStop over budget: grace 1 s, shutdownSeconds 0, a 10 s sleep → answered at arrival + 1000 - margin.
+    const grace = 1;
+    const names = Array.from({ length: o.prestopCalls }, (_, i) => `p${i}`);
+    const hooks = Object.fromEntries(names.map((n) => [n, { shutdownSeconds: 0, preStop: [{ sleep: { seconds: 10 }, timeoutSeconds: 20 }] }]));
+    const sc = await startSidecar(hooks, grace);
+    const ms = names.map(marker);
+    await Promise.all(ms.map((m) => new Promise((r) => m.once('spawn', r))));
+    await sleep(300);
+    const errors: number[] = [];
+    // Three at a time: each waits ~0.75 s, so the whole step stays short.
+    for (let i = 0; i < names.length; i += 3) {
+      await Promise.all(names.slice(i, i + 3).map(async (n) => {
+        const t = nowMs();
+        await get(sc.port, hookPath(n, 'preStop'), { [HEADER_TOKEN]: sc.token }, 5000);
+        const expected = t + grace * 1000 - DEADLINE_MARGIN_MS;
+        errors.push(Math.abs(nowMs() - expected));
+      }));
+    }
+    await Promise.all([stop(sc.child), ...ms.map(stop)]);
+    out['sidecar.prestop_deadline_error_ms'] = round(median(errors), 1);
+    out['sidecar.prestop_deadline_error_max_ms'] = round(Math.max(...errors), 1);
+    o.log?.(`sidecar preStop deadline: answered ${out['sidecar.prestop_deadline_error_ms']} ms from the deadline (median; max ${out['sidecar.prestop_deadline_error_max_ms']} ms)`);
+    return out;
+  } finally {
+    await killAll();
+  }
+}
