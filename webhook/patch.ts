@@ -6,10 +6,18 @@
 import jsonpatch from 'fast-json-patch';
 import type { Operation } from 'fast-json-patch';
 
+/**
+ * The object without its server-owned fields. Shallow copies of the two levels touched, not a deep
+ * clone: `compare` only reads, and it skips subtrees that are the same object in both documents.
+ */
 function comparable(obj: unknown): object {
-  const copy = structuredClone(obj) as { status?: unknown; metadata?: { managedFields?: unknown } };
-  delete copy.status;
-  if (copy.metadata) delete copy.metadata.managedFields;
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) return obj as object;
+  const { status: _status, ...copy } = obj as { status?: unknown; metadata?: unknown };
+  const meta = copy.metadata;
+  if (typeof meta === 'object' && meta !== null && !Array.isArray(meta) && 'managedFields' in meta) {
+    const { managedFields: _managed, ...rest } = meta as { managedFields?: unknown };
+    copy.metadata = rest;
+  }
   return copy;
 }
 
