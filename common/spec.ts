@@ -348,7 +348,7 @@ class Validator {
     if (v === null || v === undefined) return {};
     if (!isObj(v)) this.fail('', `must be a map of container name to hooks, got ${describe(v)}`);
     const out: HookSpec = {};
-    for (const [name, hooks] of Object.entries(v)) out[name] = this.containerHooks(name, hooks);
+    for (const [name, hooks] of Object.entries(v)) setHooks(out, name, this.containerHooks(name, hooks));
     return out;
   }
 }
@@ -399,6 +399,19 @@ export function parseSpecJson(text: string, source = 'HOOK_RUNNER_SPEC'): HookSp
     allowedHandlers: HANDLER_KINDS,
     source,
   });
+}
+
+/**
+ * The hooks of one container, own keys only: container names are data, so `constructor` (a valid
+ * container name) or `__proto__` must not reach Object.prototype.
+ */
+export function hooksOf(spec: HookSpec, container: string): ContainerHooks | undefined {
+  return Object.hasOwn(spec, container) ? spec[container] : undefined;
+}
+
+/** Sets a container's hooks as an own property (`spec['__proto__'] = …` would replace the prototype). */
+export function setHooks(spec: HookSpec, container: string, hooks: ContainerHooks): void {
+  Object.defineProperty(spec, container, { value: hooks, enumerable: true, writable: true, configurable: true });
 }
 
 export function hasHooks(h: ContainerHooks): boolean {

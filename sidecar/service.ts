@@ -5,7 +5,7 @@
 import { preStopDeadlineMs } from '../common/budget.js';
 import type { Logger } from '../common/logger.js';
 import { ENV_MARKER, type Phase } from '../common/names.js';
-import { handlerAction, handlerKind, phaseHandlers, type ExecAction, type HandlerSpec, type HttpAction, type HttpGetAction, type SignalAction, type SleepAction, type TcpSocketAction } from '../common/spec.js';
+import { handlerAction, handlerKind, hooksOf, phaseHandlers, type ExecAction, type HandlerSpec, type HttpAction, type HttpGetAction, type SignalAction, type SleepAction, type TcpSocketAction } from '../common/spec.js';
 import type { SidecarEnv } from './env.js';
 import { runExec, runHttp, runSignal, runSleep, runTcp, type ExecTools, type Target } from './handlers.js';
 import type { KubeClient } from './kube.js';
@@ -64,7 +64,7 @@ export class HookService {
   }
 
   hasHook(container: string, phase: Phase): boolean {
-    const h = this.d.env.spec[container];
+    const h = hooksOf(this.d.env.spec, container);
     return !!h && phaseHandlers(h, phase).length > 0;
   }
 
@@ -107,7 +107,7 @@ export class HookService {
   /** A hook call. Resolves with the report; `joined` when it reused an earlier call's run. */
   async call(container: string, phase: Phase): Promise<{ report: HookReport; joined: boolean }> {
     const arrival = Date.now();
-    const hooks = this.d.env.spec[container]!;
+    const hooks = hooksOf(this.d.env.spec, container)!;
     const list = phaseHandlers(hooks, phase);
     const needsProcess = list.some((h) => 'exec' in h || 'signal' in h);
     let wait = needsProcess ? DISCOVERY_WAIT_MS : DISCOVERY_WAIT_SOFT_MS;

@@ -54,8 +54,30 @@ interface Request {
   object?: unknown;
 }
 
+/**
+ * Deeper than any Pod (managedFields included) ever nests. JSON.parse takes any depth, but cloning
+ * and diffing the pod recurse: a 100k-deep body would overflow the stack (a 500, and V8 may abort
+ * the process on a later regexp compile near the stack limit).
+ */
+export const MAX_JSON_DEPTH = 100;
+
+/** Nesting depth of parsed JSON, walked without recursion; stops once past `limit`. */
+export function jsonDepth(v: unknown, limit = MAX_JSON_DEPTH): number {
+  let max = 0;
+  const stack: Array<[unknown, number]> = [[v, 1]];
+  while (stack.length) {
+    const [x, d] = stack.pop()!;
+    if (typeof x !== 'object' || x === null) continue;
+    if (d > max) max = d;
+    if (max > limit) return max;
+    for (const c of Array.isArray(x) ? x : Object.values(x)) if (typeof c === 'object' && c !== null) stack.push([c, d + 1]);
+  }
+  return max;
+}
+
 function readRequest(body: unknown): Request {
   if (!isObj(body)) throw new BadReviewError('body must be a JSON object: an AdmissionReview of apiVersion admission.k8s.io/v1');
+  if (jsonDepth(body) > MAX_JSON_DEPTH) throw new BadReviewError(`the body nests deeper than ${MAX_JSON_DEPTH} levels; no AdmissionReview of a Pod comes near that`);
   if (body.apiVersion !== 'admission.k8s.io/v1' || body.kind !== 'AdmissionReview') {
     throw new BadReviewError(
       `expected apiVersion admission.k8s.io/v1 and kind AdmissionReview, got apiVersion ${JSON.stringify(body.apiVersion ?? null)} and kind ${JSON.stringify(body.kind ?? null)} (admissionReviewVersions must be [v1])`,

@@ -9,10 +9,49 @@ import { HookSpecError } from '../common/spec.js';
 /** The annotation is bounded well below the API server's 256 KiB total annotation limit. */
 export const MAX_ANNOTATION_BYTES = 64 * 1024;
 
-/** Parses the annotation's text: YAML or JSON, aliases bounded, duplicate keys refused. */
+/**
+ * The schema nests 8 levels at most. The YAML parser recurses per level: 64 KiB of `- - - …` or
+ * `[[[…` overflows the stack, and after one such overflow V8 may abort the whole process on its next
+ * regexp compile (seen with yaml 2.x on Node 20). So nesting is bounded before parsing.
+ */
+export const MAX_NESTING = 128;
+
+/**
+ * An upper bound of the text's nesting, without parsing. Per line: each indent column may open a
+ * map and a zero-indented sequence (2 levels); each block indicator (`- `, `? `, `: `) one more; each
+ * open flow bracket 2 (`[a: [b: …]]` makes a map inside each list). Quotes are not tracked, so
+ * brackets inside strings count too: the bound errs on the safe side.
+ */
+export function nestingBound(text: string): number {
+  let flow = 0;
+  let max = 0;
+  for (const line of text.split('\n')) {
+    const indent = /^ */.exec(line)![0].length;
+    let indicators = 0;
+    let peak = flow;
+    for (let i = 0; i < line.length; i++) {
+      const ch = line[i]!;
+      if (ch === '[' || ch === '{') peak = Math.max(peak, ++flow);
+      else if ((ch === ']' || ch === '}') && flow > 0) flow--;
+      else if (flow === 0 && (ch === '-' || ch === '?' || ch === ':')) {
+        const next = line[i + 1];
+        const prev = line[i - 1];
+        if ((next === undefined || next === ' ' || next === '\t') && (ch === ':' || prev === undefined || prev === ' ' || prev === '\t')) indicators++;
+      }
+    }
+    max = Math.max(max, 2 * indent + indicators + 2 * peak);
+  }
+  return max;
+}
+
+/** Parses the annotation's text: YAML or JSON, size, nesting and aliases bounded, duplicate keys refused. */
 export function parseHooksText(text: string, source = ANNOTATION_HOOKS): unknown {
   if (Buffer.byteLength(text, 'utf8') > MAX_ANNOTATION_BYTES) {
     throw new HookSpecError('', `is ${Buffer.byteLength(text, 'utf8')} bytes; at most ${MAX_ANNOTATION_BYTES} are accepted`, source);
+  }
+  const depth = nestingBound(text);
+  if (depth > MAX_NESTING) {
+    throw new HookSpecError('', `nests deeper than the hooks schema ever needs (up to ${depth} levels by indentation and brackets; at most ${MAX_NESTING} are accepted)`, source);
   }
   try {
     // maxAliasCount stops alias bombs ("billion laughs") before they expand.

@@ -32,9 +32,11 @@ import {
   HookSpecError,
   handlerKind,
   hasHooks,
+  hooksOf,
   nativeToAnnotationItem,
   normaliseHandler,
   normaliseHooks,
+  setHooks,
   type ContainerHooks,
   type HandlerSpec,
   type HookSpec,
@@ -102,7 +104,7 @@ export function collectHooks(pod: V1Pod, config: Config): { spec: HookSpec; warn
     for (const phase of PHASES) {
       const native = c.lifecycle?.[phase];
       if (!native) continue;
-      const declared = spec[c.name]?.[phase] ?? [];
+      const declared = hooksOf(spec, c.name)?.[phase] ?? [];
       if (!config.adoptNativeHooks) {
         if (declared.length > 0) {
           throw new HookSpecError(
@@ -113,9 +115,9 @@ export function collectHooks(pod: V1Pod, config: Config): { spec: HookSpec; warn
         continue;
       }
       const adopted = adoptNative(c.name, phase, native, ctx);
-      const hooks: ContainerHooks = spec[c.name] ?? { shutdownSeconds: config.defaults.shutdownSeconds, postStart: [], preStop: [] };
+      const hooks: ContainerHooks = hooksOf(spec, c.name) ?? { shutdownSeconds: config.defaults.shutdownSeconds, postStart: [], preStop: [] };
       hooks[phase] = [adopted, ...declared];
-      spec[c.name] = hooks;
+      setHooks(spec, c.name, hooks);
       if (declared.length > 0) {
         warnings.push(
           `container ${c.name}: ${phase} is declared both natively (lifecycle.${phase}) and in ${ANNOTATION_HOOKS}; ` +
@@ -307,7 +309,7 @@ export function mutatePod(original: V1Pod, opts: MutateOptions): MutateResult {
   const sidecar = sidecarContainer(hooks, spec, opts, port, token);
 
   for (const c of spec.containers) {
-    const h = hooks[c.name];
+    const h = hooksOf(hooks, c.name);
     if (h) rewriteContainer(c, h, port, token);
   }
   if (opts.mode === 'native') spec.initContainers = [sidecar, ...(spec.initContainers ?? [])];

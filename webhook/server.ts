@@ -286,13 +286,25 @@ export async function startWebhookServer(opts: StartWebhookServerOptions): Promi
       ...opts.tls.serverOptions(),
       headersTimeout: t.headersTimeoutMs,
       requestTimeout: t.requestTimeoutMs,
+      // Node checks those two only every connectionsCheckingInterval (30 s by default), so a
+      // slow-headers client would hold a socket up to 30 s past its timeout.
+      connectionsCheckingInterval: Math.min(1000, t.headersTimeoutMs),
       handshakeTimeout: t.handshakeTimeoutMs,
     },
     app,
   );
   server.keepAliveTimeout = t.keepAliveTimeoutMs;
   // Port scanners and load-balancer TCP checks end in handshake errors; not worth a warning each.
-  server.on('tlsClientError', (err) => log.debug({ err: err.message }, 'TLS handshake failed'));
+  server.on('tlsClientError', (err, socket) => {
+    log.debug({ err: err.message }, 'TLS handshake failed');
+    // Plain HTTP to this port: say so in plain HTTP, as nginx does, instead of a bare reset. The
+    // raw socket under the TLS one is Node's `_parent` (best effort: without it, just the close).
+    const raw = (socket as unknown as { _parent?: NodeJS.WritableStream & { writable?: boolean } })._parent;
+    if ((err as NodeJS.ErrnoException).code === 'ERR_SSL_HTTP_REQUEST' && raw?.writable) {
+      const body = `${JSON.stringify({ error: 'plain HTTP request sent to the HTTPS port; use https://' })}\n`;
+      raw.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    }
+  });
   // While draining, a connection that finishes its last response is closed at once instead of
   // idling until keepAliveTimeout and holding shutdown up.
   server.on('request', (_req, res) => {
