@@ -44,8 +44,48 @@ export function nestingBound(text: string): number {
   return max;
 }
 
+/**
+ * Parsed annotations by text, least recently used first. The replicas of a workload carry the same
+ * text, so most admissions skip the YAML parser, which is most of a mutation's cost (see
+ * docs/benchmarks.md). Only accepted texts are kept; values are deep-frozen because every caller
+ * shares them (they are read, never changed). Bounded by entries and by bytes of text.
+ */
+const CACHE_MAX_ENTRIES = 256;
+const CACHE_MAX_BYTES = 1024 * 1024;
+const parsedCache = new Map<string, unknown>();
+let parsedCacheBytes = 0;
+
+function deepFreeze<T>(value: T): T {
+  const stack: unknown[] = [value];
+  // Bounded: each object is frozen once; aliases (at most 50) point at frozen objects.
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v !== 'object' || v === null || Object.isFrozen(v)) continue;
+    Object.freeze(v);
+    for (const c of Object.values(v)) if (typeof c === 'object' && c !== null) stack.push(c);
+  }
+  return value;
+}
+
+function remember(text: string, value: unknown): unknown {
+  parsedCache.set(text, deepFreeze(value));
+  parsedCacheBytes += text.length;
+  while (parsedCache.size > CACHE_MAX_ENTRIES || parsedCacheBytes > CACHE_MAX_BYTES) {
+    const oldest = parsedCache.keys().next().value as string;
+    parsedCache.delete(oldest);
+    parsedCacheBytes -= oldest.length;
+  }
+  return value;
+}
+
 /** Parses the annotation's text: YAML or JSON, size, nesting and aliases bounded, duplicate keys refused. */
 export function parseHooksText(text: string, source = ANNOTATION_HOOKS): unknown {
+  if (parsedCache.has(text)) {
+    const v = parsedCache.get(text);
+    parsedCache.delete(text);
+    parsedCache.set(text, v);
+    return v;
+  }
   if (Buffer.byteLength(text, 'utf8') > MAX_ANNOTATION_BYTES) {
     throw new HookSpecError('', `is ${Buffer.byteLength(text, 'utf8')} bytes; at most ${MAX_ANNOTATION_BYTES} are accepted`, source);
   }
@@ -55,7 +95,7 @@ export function parseHooksText(text: string, source = ANNOTATION_HOOKS): unknown
   }
   try {
     // maxAliasCount stops alias bombs ("billion laughs") before they expand.
-    return parseYaml(text, { maxAliasCount: 50, uniqueKeys: true, prettyErrors: false });
+    return remember(text, parseYaml(text, { maxAliasCount: 50, uniqueKeys: true, prettyErrors: false }));
   } catch (e) {
     const msg = (e as Error).message.split('\n')[0] ?? 'parse error';
     throw new HookSpecError('', `not valid YAML or JSON: ${msg}`, source);
