@@ -81,6 +81,17 @@ export interface SpecDefaults {
 }
 
 export const DEFAULT_HOST = '127.0.0.1';
+/** Hosts http/httpGet/tcpSocket handlers may name unless the config allows more: the pod itself. */
+export const DEFAULT_ALLOWED_HOSTS = ['127.0.0.1', '::1', 'localhost'] as const;
+
+/**
+ * Whether `host` is on the list: an exact name or address (case-insensitive), `*.domain` for any
+ * name under the domain, `*` for any host.
+ */
+export function hostAllowed(host: string, allowed: readonly string[]): boolean {
+  const h = host.toLowerCase();
+  return allowed.some((a) => a === '*' || a === h || (a.startsWith('*.') && h.endsWith(a.slice(1)) && h.length > a.length - 1));
+}
 /** Upper bounds that keep a typo (`retries: 1000`) from turning into an hour-long hook. */
 export const MAX_RETRIES = 20;
 export const MAX_SECONDS = 24 * 3600;
@@ -112,6 +123,11 @@ export interface ParseContext {
   containers?: readonly V1Container[];
   defaults: SpecDefaults;
   allowedHandlers: readonly HandlerKind[];
+  /**
+   * Hosts handlers may name (config `allowedHosts`). Absent on the sidecar side, which trusts the
+   * spec the webhook already checked. The default host (the pod itself) is always allowed.
+   */
+  allowedHosts?: readonly string[];
   /** Prefix of every error message; the annotation key by default. */
   source?: string;
 }
@@ -193,6 +209,10 @@ class Validator {
     if (v === undefined) return DEFAULT_HOST;
     const h = this.str(path, v);
     if (/[\s/?#@]/.test(h)) this.fail(path, `must be a host name or IP address, got ${JSON.stringify(h)}`);
+    const allowed = this.ctx.allowedHosts;
+    if (allowed && !hostAllowed(h, allowed)) {
+      this.fail(path, `${JSON.stringify(h)} is not allowed by this cluster's hook-runner configuration (allowedHosts: ${allowed.join(', ') || 'none'}); handlers reach the pod itself (the default host ${DEFAULT_HOST}) unless the cluster admin allows more`);
+    }
     return h;
   }
 

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { V1ResourceRequirements } from '@kubernetes/client-node';
 import { DEFAULT_SIDECAR_PORT } from '../common/names.js';
-import { HANDLER_KINDS, type HandlerKind } from '../common/spec.js';
+import { DEFAULT_ALLOWED_HOSTS, HANDLER_KINDS, type HandlerKind } from '../common/spec.js';
 
 export type SidecarMode = 'auto' | 'native' | 'container';
 export const SIDECAR_MODES: readonly SidecarMode[] = ['auto', 'native', 'container'];
@@ -21,6 +21,8 @@ export interface Config {
   };
   defaults: { timeoutSeconds: number; shutdownSeconds: number };
   allowedHandlers: HandlerKind[];
+  /** Hosts that http, httpGet and tcpSocket handlers may name (see {@link hostAllowed}). */
+  allowedHosts: string[];
   adoptNativeHooks: boolean;
   eventOutput: boolean;
 }
@@ -38,6 +40,7 @@ export function defaultConfig(version: string): Config {
     },
     defaults: { timeoutSeconds: 30, shutdownSeconds: 5 },
     allowedHandlers: [...HANDLER_KINDS],
+    allowedHosts: [...DEFAULT_ALLOWED_HOSTS],
     adoptNativeHooks: true,
     eventOutput: false,
   };
@@ -75,7 +78,7 @@ export function parseConfig(text: string, version: string, source = 'config'): C
   const bool = (loc: string, v: unknown): boolean => (typeof v === 'boolean' ? v : fail(loc, 'must be true or false'));
 
   const root = map('(file)', data);
-  keys('', root, ['sidecar', 'defaults', 'allowedHandlers', 'adoptNativeHooks', 'eventOutput']);
+  keys('', root, ['sidecar', 'defaults', 'allowedHandlers', 'allowedHosts', 'adoptNativeHooks', 'eventOutput']);
   if (root.sidecar !== undefined) {
     const s = map('sidecar', root.sidecar);
     keys('sidecar', s, ['image', 'imagePullPolicy', 'port', 'mode', 'resources']);
@@ -120,6 +123,13 @@ export function parseConfig(text: string, version: string, source = 'config'): C
     if (!Array.isArray(a)) fail('allowedHandlers', `must be a list of handler kinds (${HANDLER_KINDS.join(', ')})`);
     cfg.allowedHandlers = (a as unknown[]).map((k, i) =>
       HANDLER_KINDS.includes(k as HandlerKind) ? (k as HandlerKind) : fail(`allowedHandlers[${i}]`, `unknown handler kind ${JSON.stringify(k)}; expected one of ${HANDLER_KINDS.join(', ')}`),
+    );
+  }
+  if (root.allowedHosts !== undefined) {
+    const a = root.allowedHosts;
+    if (!Array.isArray(a)) fail('allowedHosts', 'must be a list of host names or IP addresses (`*.example.com` for a domain, `*` for any host)');
+    cfg.allowedHosts = (a as unknown[]).map((h, i) =>
+      typeof h === 'string' && /^(\*|(\*\.)?[^\s/?#@*]+)$/.test(h) ? h.toLowerCase() : fail(`allowedHosts[${i}]`, `must be a host name or IP address, \`*.domain\` or \`*\`, got ${JSON.stringify(h)}`),
     );
   }
   if (root.adoptNativeHooks !== undefined) cfg.adoptNativeHooks = bool('adoptNativeHooks', root.adoptNativeHooks);

@@ -95,7 +95,7 @@ const clone = <T>(v: T): T => structuredClone(v);
 /** The hooks of the pod: annotation and adopted native lifecycle handlers, normalised. */
 export function collectHooks(pod: V1Pod, config: Config): { spec: HookSpec; warnings: string[] } {
   const containers = pod.spec?.containers ?? [];
-  const ctx: ParseContext = { containers, defaults: config.defaults, allowedHandlers: config.allowedHandlers };
+  const ctx: ParseContext = { containers, defaults: config.defaults, allowedHandlers: config.allowedHandlers, allowedHosts: config.allowedHosts };
   const text = pod.metadata?.annotations?.[ANNOTATION_HOOKS];
   const spec: HookSpec = text === undefined ? {} : normaliseHooks(parseHooksText(text), ctx);
   const warnings: string[] = [];
