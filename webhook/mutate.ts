@@ -302,7 +302,14 @@ export function mutatePod(original: V1Pod, opts: MutateOptions): MutateResult {
   checkPodCanBeHooked(original);
   if (opts.podSecurity) checkPodSecurity(hooks, opts.podSecurity);
 
-  const pod = clone(original);
+  // Copy on write: new objects only along the paths the mutation changes (pod, metadata, spec, the
+  // containers list, each hooked container); the rest is shared with the input, which stays
+  // untouched. Cheaper than a deep clone, and the JSONPatch diff skips the shared subtrees.
+  const pod: V1Pod = {
+    ...original,
+    metadata: { ...original.metadata },
+    spec: { ...original.spec, containers: original.spec.containers.map((c) => (hooksOf(hooks, c.name) ? { ...c } : c)) },
+  };
   const spec = pod.spec!;
   const port = pickSidecarPort(spec, opts.config.sidecar.port);
   const token = (opts.newToken ?? randomToken)();
