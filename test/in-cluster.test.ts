@@ -30,7 +30,7 @@ import {
 } from '../webhook/cert-bootstrap.js';
 import { detectSidecarMode, modeForVersion, parseKubeVersion } from '../webhook/sidecar-mode.js';
 import { NamespaceController, SIDECAR_ROLEBINDING_NAME, podSecurityLevelOf, sidecarRoleBinding } from '../webhook/namespace-controller.js';
-import { startInCluster } from '../webhook/in-cluster.js';
+import { inClusterEnvironment, startInCluster } from '../webhook/in-cluster.js';
 import { defaultConfig } from '../webhook/config.js';
 
 const NS = 'hook-runner-system';
@@ -480,6 +480,29 @@ describe('namespace controller', () => {
       }
     }));
 
+  test('after 410 Gone it lists again (and sees a namespace deleted meanwhile); stop() returns even while a watch waits for its response', () =>
+    withFake(async (fake) => {
+      fake.setNamespace('team-g', { 'pod-security.kubernetes.io/enforce': 'baseline' });
+      const c = controller(fake);
+      try {
+        await c.start(5000);
+        assert.equal(c.podSecurityLevel('team-g'), 'baseline');
+        await waitFor('watch open', () => fake.watchCount() === 1);
+        const lists = () => fake.requests.filter((r) => r.method === 'GET' && r.path === '/api/v1/namespaces' && r.query.watch === undefined).length;
+        assert.equal(lists(), 1);
+        fake.holdWatchHeaders = true;
+        // the watch misses the deletion; only a new list can tell
+        fake.remove('namespaces', 'team-g', undefined, { silent: true });
+        fake.expireWatches();
+        await waitFor('listed again', () => lists() === 2);
+        await waitFor('deleted namespace forgotten', () => c.podSecurityLevel('team-g') === undefined);
+        await waitFor('new watch pending', () => fake.watchCount() === 1);
+      } finally {
+        const stopped = await Promise.race([c.stop().then(() => true), new Promise((r) => setTimeout(() => r(false), 5000).unref())]);
+        assert.equal(stopped, true, 'stop() returned');
+      }
+    }));
+
   test('podSecurityLevelOf', () => {
     assert.equal(podSecurityLevelOf(undefined), undefined);
     assert.equal(podSecurityLevelOf({}), undefined);
@@ -530,5 +553,18 @@ describe('startInCluster', () => {
         server?.close();
         await cluster.stop();
       }
+    }));
+
+  test('rejects when no certificate can be had, and leaves nothing running (the namespace watch is closed)', () =>
+    withFake(async (fake) => {
+      fake.setNamespace(NS);
+      fake.intercept = (r) => (r.path.includes('/secrets') ? status(403, 'Forbidden', 'secrets is forbidden') : undefined);
+      await assert.rejects(
+        startInCluster({ logger: memoryLogger().logger, config: defaultConfig('0.0.0-test'), namespace: NS, serviceName: SVC, selfSigned: true, kubeConfig: fake.kubeConfig(), cert: { retryBaseMs: 10, startTimeoutMs: 100 }, namespaces: { resyncIntervalMs: 0 } }),
+        CertBootstrapError,
+      );
+      await waitFor('namespace watch closed', () => fake.watchCount() === 0);
+      assert.equal(inClusterEnvironment({ KUBERNETES_SERVICE_HOST: '10.0.0.1' }), true);
+      assert.equal(inClusterEnvironment({}), false);
     }));
 });

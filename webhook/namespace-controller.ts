@@ -17,20 +17,26 @@
  * Per-namespace work goes through a queue (one reconcile per namespace at a time, bounded
  * concurrency); a failure is logged with the namespace and retried with exponential backoff. A
  * periodic resync re-checks the labelled namespaces (repairs a deleted binding). Nothing here throws
- * into the webhook: the informer is restarted with backoff when its list or watch fails.
+ * into the webhook: the list/watch is restarted with backoff when it fails.
+ *
+ * The informer is our own list+watch loop over client-node's `Watch` rather than `makeInformer`:
+ * 1.4's ListWatch cannot be stopped while its list or watch request is still being set up (its
+ * `stop()` only aborts a request it already holds), which leaves a watch running after shutdown.
  */
-import type { CoreV1Api, KubeConfig, RbacAuthorizationV1Api, V1Namespace, V1RoleBinding } from '@kubernetes/client-node';
-import { makeInformer, type Informer } from '@kubernetes/client-node';
+import { Watch, type CoreV1Api, type KubeConfig, type RbacAuthorizationV1Api, type V1Namespace, type V1RoleBinding } from '@kubernetes/client-node';
 import { LABEL_NAMESPACE_INJECTION, NAMESPACE_INJECTION_ENABLED } from '../common/names.js';
 import type { Logger } from '../common/logger.js';
 import type { PodSecurityLevel } from './mutate.js';
-import { LABEL_MANAGED_BY, MANAGED_BY_VALUE, backoffMs, callOptions, describeError, isManagedByUs, statusCode } from './kube.js';
+import { LABEL_MANAGED_BY, MANAGED_BY_VALUE, backoffMs, callOptions, describeError, isManagedByUs, sleep, statusCode } from './kube.js';
 
 /** Name of the RoleBinding the webhook keeps in opted-in namespaces, and of the ClusterRole it binds. */
 export const SIDECAR_ROLEBINDING_NAME = 'hook-runner-sidecar';
 export const SIDECAR_CLUSTERROLE_NAME = 'hook-runner-sidecar';
 /** Pod Security admission's enforce label. */
 export const LABEL_POD_SECURITY_ENFORCE = 'pod-security.kubernetes.io/enforce';
+
+/** How long a watch request may take to get its response headers (the API server sends them at once). */
+const WATCH_SETUP_TIMEOUT_MS = 60_000;
 
 const LEVELS: readonly PodSecurityLevel[] = ['privileged', 'baseline', 'restricted'];
 
@@ -86,6 +92,8 @@ export interface NamespaceControllerOptions {
   concurrency?: number;
   retryBaseMs?: number;
   retryMaxMs?: number;
+  /** Watch timeout asked of the API server: it ends the watch after this, and we re-watch (guards against a silently dead connection). */
+  watchTimeoutSeconds?: number;
   /** Informer restart backoff after a failed list/watch. */
   informerRetryBaseMs?: number;
   informerRetryMaxMs?: number;
@@ -101,7 +109,12 @@ interface NsInfo {
 
 export class NamespaceController {
   private readonly log: Logger;
-  private readonly informer: Informer<V1Namespace>;
+  private readonly watch: Watch;
+  private loop: Promise<void> | undefined;
+  private watchCtrl: AbortController | undefined;
+  private abandonWatch: (() => void) | undefined;
+  private readonly abort = new AbortController();
+  private readonly watchTimeoutSeconds: number;
   private readonly cache = new Map<string, NsInfo>();
   /** Namespaces where we have seen (since start) that no binding of ours exists: no need to GET again until the label comes and goes. */
   private readonly knownAbsent = new Set<string>();
@@ -114,7 +127,6 @@ export class NamespaceController {
   private readonly retryTimers = new Map<string, NodeJS.Timeout>();
   private readonly inFlight = new Set<Promise<void>>();
   private informerFailures = 0;
-  private informerTimer: NodeJS.Timeout | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private hasSynced = false;
@@ -136,17 +148,8 @@ export class NamespaceController {
     this.informerRetryMaxMs = o.informerRetryMaxMs ?? 60_000;
     this.resyncIntervalMs = o.resyncIntervalMs ?? 10 * 60_000;
     this.callTimeoutMs = o.callTimeoutMs ?? 15_000;
-    this.informer = makeInformer<V1Namespace>(o.kubeConfig, '/api/v1/namespaces', async () => {
-      const list = await o.core.listNamespace({}, callOptions({ timeoutMs: 60_000 }));
-      // The informer adds the listed items synchronously after this promise settles; mark the cache
-      // synced after that (a macrotask later).
-      setImmediate(() => this.markSynced());
-      return list;
-    });
-    this.informer.on('add', (ns) => this.observe(ns));
-    this.informer.on('update', (ns) => this.observe(ns));
-    this.informer.on('delete', (ns) => this.forget(ns));
-    this.informer.on('error', (err) => this.onInformerError(err));
+    this.watchTimeoutSeconds = o.watchTimeoutSeconds ?? 300;
+    this.watch = new Watch(o.kubeConfig);
   }
 
   /** Pod Security enforce level of a namespace from the cache; undefined when unlabelled or unknown. */
@@ -161,7 +164,7 @@ export class NamespaceController {
 
   /** Starts the informer; resolves true once the first list is in the cache, false when `timeoutMs` passed first (it keeps trying). */
   async start(timeoutMs = 30_000): Promise<boolean> {
-    this.startInformer();
+    this.loop ??= this.listWatchLoop();
     if (this.resyncIntervalMs > 0) {
       this.resyncTimer = setInterval(() => this.resync(), this.resyncIntervalMs);
       this.resyncTimer.unref();
@@ -193,13 +196,15 @@ export class NamespaceController {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.informerTimer) clearTimeout(this.informerTimer);
+    this.abort.abort();
+    this.watchCtrl?.abort();
+    this.abandonWatch?.();
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     for (const t of this.retryTimers.values()) clearTimeout(t);
     this.retryTimers.clear();
     this.queue.length = 0;
     this.queued.clear();
-    await this.informer.stop().catch(() => undefined);
+    await this.loop;
     await Promise.allSettled([...this.inFlight]);
   }
 
@@ -211,26 +216,87 @@ export class NamespaceController {
     for (const w of this.syncWaiters.splice(0)) w();
   }
 
-  private startInformer(): void {
-    if (this.stopped) return;
-    this.informer.start().catch((e) => this.onInformerError(e));
+  /** List, then watch from the list's resourceVersion; on a watch's end re-watch from the last version seen; on 410 Gone or an error, list again (after a backoff). */
+  private async listWatchLoop(): Promise<void> {
+    let resourceVersion = '';
+    while (!this.stopped) {
+      try {
+        if (!resourceVersion) {
+          const list = await this.o.core.listNamespace({}, callOptions({ timeoutMs: 60_000 }));
+          if (this.stopped) return;
+          const seen = new Set<string>();
+          for (const ns of list.items) {
+            if (ns.metadata?.name) seen.add(ns.metadata.name);
+            this.observe(ns);
+          }
+          // Namespaces deleted while we were not watching.
+          for (const name of [...this.cache.keys()]) if (!seen.has(name)) this.forget({ metadata: { name } });
+          resourceVersion = list.metadata?.resourceVersion ?? '';
+          this.markSynced();
+        }
+        const started = Date.now();
+        resourceVersion = await this.watchOnce(resourceVersion);
+        // A watch the server ends at once, again and again, must not become a busy loop.
+        if (Date.now() - started < 1000) await sleep(this.informerRetryBaseMs, this.abort.signal);
+      } catch (e) {
+        if (this.stopped) return;
+        if (statusCode(e) === 410) resourceVersion = '';
+        this.informerFailures++;
+        const wait = backoffMs(this.informerFailures, this.informerRetryBaseMs, this.informerRetryMaxMs);
+        this.log.warn({ err: describeError(e), attempt: this.informerFailures, retryInMs: wait }, 'namespace list/watch failed; restarting it (the cache keeps its last state meanwhile)');
+        await sleep(wait, this.abort.signal);
+      }
+    }
   }
 
-  private onInformerError(err: unknown): void {
-    if (this.stopped) return;
-    this.informerFailures++;
-    const wait = backoffMs(this.informerFailures, this.informerRetryBaseMs, this.informerRetryMaxMs);
-    this.log.warn({ err: describeError(err), attempt: this.informerFailures, retryInMs: wait }, 'namespace list/watch failed; restarting it (the cache keeps its last state meanwhile)');
-    if (this.informerTimer) clearTimeout(this.informerTimer);
-    this.informerTimer = setTimeout(() => this.startInformer(), wait);
-    this.informerTimer.unref();
+  /** One watch; resolves with the resourceVersion to continue from ('' to list again) when the server ends it. */
+  private watchOnce(fromVersion: string): Promise<string> {
+    let rv = fromVersion;
+    return new Promise<string>((resolve, reject) => {
+      let settled = false;
+      // The library's watch cannot be aborted before the response headers arrive; if they never do
+      // (a black-holed connection) or we are stopping, we stop waiting for it instead.
+      const setupTimer = setTimeout(() => done(new Error(`namespace watch got no response in ${WATCH_SETUP_TIMEOUT_MS / 1000} s`)), WATCH_SETUP_TIMEOUT_MS);
+      setupTimer.unref();
+      const done = (err: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(setupTimer);
+        this.watchCtrl = undefined;
+        this.abandonWatch = undefined;
+        if (err && !this.stopped) reject(err);
+        else resolve(rv);
+      };
+      this.abandonWatch = () => done(null);
+      this.watch
+        .watch(
+          '/api/v1/namespaces',
+          { resourceVersion: fromVersion, allowWatchBookmarks: true, timeoutSeconds: this.watchTimeoutSeconds },
+          (type: string, obj: V1Namespace & { code?: number }) => {
+            if (settled) return;
+            if (type === 'ERROR') {
+              // 410 Gone: our version is too old to watch from; list again.
+              if (obj.code === 410) rv = '';
+              return;
+            }
+            if (type === 'ADDED' || type === 'MODIFIED') this.observe(obj);
+            else if (type === 'DELETED') this.forget(obj);
+            if (rv !== '' && obj.metadata?.resourceVersion) rv = obj.metadata.resourceVersion;
+            if (this.hasSynced) this.informerFailures = 0;
+          },
+          done,
+        )
+        .then((ctrl) => {
+          clearTimeout(setupTimer);
+          if (settled || this.stopped) ctrl.abort();
+          else this.watchCtrl = ctrl;
+        }, done);
+    });
   }
 
   private observe(ns: V1Namespace): void {
     const name = ns.metadata?.name;
     if (!name) return;
-    // A watch event means the connection works again.
-    if (this.hasSynced) this.informerFailures = 0;
     const info: NsInfo = { wants: wantsSidecarBinding(ns), level: podSecurityLevelOf(ns.metadata?.labels) };
     const prev = this.cache.get(name);
     this.cache.set(name, info);

@@ -67,6 +67,8 @@ export class FakeApiServer {
   /** What `/version` answers; a number makes it fail with that status. */
   version: { major: string; minor: string; gitVersion: string } | number = { major: '1', minor: '30', gitVersion: 'v1.30.2' };
   intercept: Interceptor | undefined;
+  /** Hold back the response headers of new watches (a black-holed watch, as seen by the client). */
+  holdWatchHeaders = false;
   private readonly store = new Map<string, Obj>();
   private readonly events: { resource: string; type: string; object: Obj; rv: number }[] = [];
   private readonly watchers = new Set<{ resource: string; res: ServerResponse }>();
@@ -119,6 +121,15 @@ export class FakeApiServer {
     this.watchers.clear();
   }
 
+  /** Tells every open watch its version is too old (ERROR 410 Gone) and ends it, as the API server does after compaction. */
+  expireWatches(): void {
+    for (const w of this.watchers) {
+      w.res.write(`${JSON.stringify({ type: 'ERROR', object: { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'Expired', code: 410, message: 'too old resource version' } })}\n`);
+      w.res.end();
+    }
+    this.watchers.clear();
+  }
+
   watchCount(resource = 'namespaces'): number {
     return [...this.watchers].filter((w) => w.resource === resource).length;
   }
@@ -147,13 +158,14 @@ export class FakeApiServer {
     return structuredClone(o);
   }
 
-  remove(resource: string, name: string, namespace?: string): void {
+  /** Deletes an object; `silent` skips the watch event (as if the watch had missed it). */
+  remove(resource: string, name: string, namespace?: string, opts: { silent?: boolean } = {}): void {
     const k = key(resource, namespace, name);
     const prev = this.store.get(k);
     if (!prev) return;
     this.store.delete(k);
     this.rv++;
-    this.emit(resource, 'DELETED', { ...prev, metadata: { ...prev.metadata, resourceVersion: String(this.rv) } });
+    if (!opts.silent) this.emit(resource, 'DELETED', { ...prev, metadata: { ...prev.metadata, resourceVersion: String(this.rv) } });
   }
 
   /** Creates the namespace or replaces its labels. */
@@ -228,6 +240,8 @@ export class FakeApiServer {
       if (method === 'GET' && (query.watch === 'true' || query.watch === '1')) {
         rec.status = 200;
         res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+        // Like the API server: headers go out at once, before any event.
+        if (!this.holdWatchHeaders) res.flushHeaders();
         const since = Number(query.resourceVersion || '0');
         for (const ev of this.events) if (ev.resource === resource && ev.rv > since && (!namespace || ev.object.metadata?.namespace === namespace)) res.write(`${JSON.stringify({ type: ev.type, object: ev.object })}\n`);
         const w = { resource, res };
