@@ -30,7 +30,8 @@ import {
 } from '../webhook/cert-bootstrap.js';
 import { detectSidecarMode, modeForVersion, parseKubeVersion } from '../webhook/sidecar-mode.js';
 import { NamespaceController, SIDECAR_ROLEBINDING_NAME, podSecurityLevelOf, sidecarRoleBinding } from '../webhook/namespace-controller.js';
-import { inClusterEnvironment, startInCluster } from '../webhook/in-cluster.js';
+import { startInCluster } from '../webhook/in-cluster.js';
+import { inClusterEnvironment } from '../webhook/in-cluster-env.js';
 import { defaultConfig } from '../webhook/config.js';
 
 const NS = 'hook-runner-system';

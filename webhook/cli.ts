@@ -9,6 +9,8 @@ import { parseArgs } from 'node:util';
 import { packageVersion } from '../cli/version.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import type { ResolvedMode } from './admission.js';
+import { inClusterEnvironment } from './in-cluster-env.js';
+import type { InCluster } from './in-cluster.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createWebhookMetrics } from './metrics.js';
 import { DEFAULT_SHUTDOWN_TIMEOUT_MS, formatHostPort, startWebhookServer, type ListenAddress } from './server.js';
@@ -69,16 +71,15 @@ export interface WebhookCliIo {
 }
 
 /**
- * The sidecar mode injected pods get. `auto` is meant to ask the API server's version (native
- * sidecars need Kubernetes ≥ 1.29, DESIGN §4); the API server client arrives with the in-cluster
- * bootstrap, so until then `auto` means native. Async so that this call site need not change then.
+ * The sidecar mode outside a cluster (`npm start`, a workstation): there is no API server to ask,
+ * so `auto` means native, as for `inject`. In a pod, startInCluster asks the API server's version.
  */
-export async function resolveSidecarMode(config: Config, logger: Logger): Promise<ResolvedMode> {
+export function resolveSidecarModeOffline(config: Config, logger: Logger): ResolvedMode {
   const mode = config.sidecar.mode;
   if (mode === 'native' || mode === 'container') return mode;
   logger.info(
     { configured: mode, resolved: 'native' },
-    'sidecar.mode auto resolves to native: asking the API server for its version comes with the in-cluster bootstrap; set sidecar.mode: container in --config for clusters older than 1.29',
+    'not running in a cluster: sidecar.mode auto resolves to native (set sidecar.mode: container in --config for clusters older than 1.29)',
   );
   return 'native';
 }
@@ -187,13 +188,31 @@ export async function runWebhookCli(argv: string[], ioIn: Partial<WebhookCliIo> 
   }
 
   const logger = io.logger ?? createLogger();
-  const mode = await resolveSidecarMode(config, logger);
+  const serviceName = args['service-name'] ?? DEFAULT_SERVICE_NAME;
+  const serviceNamespace = args['service-namespace'] ?? process.env.POD_NAMESPACE ?? DEFAULT_SERVICE_NAMESPACE;
+
+  // In a pod: the API server gives the sidecar mode, the namespaces' Pod Security levels, the
+  // sidecars' RoleBindings and, with --self-signed, a certificate shared by every replica through
+  // a Secret and the caBundle. Loaded only there: @kubernetes/client-node takes a second to import.
+  let cluster: InCluster | undefined;
+  if (inClusterEnvironment()) {
+    const { startInCluster } = await import('./in-cluster.js');
+    try {
+      cluster = await startInCluster({ logger, config, namespace: serviceNamespace, serviceName, selfSigned });
+    } catch (e) {
+      return failure((e as Error).message);
+    }
+  }
+  const mode = cluster?.mode ?? resolveSidecarModeOffline(config, logger);
 
   let tls: TlsProvider;
   let caOut: string | undefined;
   try {
-    if (selfSigned) {
-      const names = webhookServingNames(args['service-name'] ?? DEFAULT_SERVICE_NAME, args['service-namespace'] ?? DEFAULT_SERVICE_NAMESPACE);
+    if (cluster?.tlsProvider) {
+      tls = cluster.tlsProvider;
+      logger.info({ secret: `${serviceNamespace}/hook-runner-tls`, ...tls.current() }, 'serving the certificate kept in the Secret; the caBundle is patched by the in-cluster bootstrap');
+    } else if (selfSigned) {
+      const names = webhookServingNames(serviceName, serviceNamespace);
       const bundle = makeSelfSignedBundle(names);
       tls = staticTlsProvider(bundle, 'self-signed');
       caOut = args['ca-out'];
@@ -212,6 +231,7 @@ export async function runWebhookCli(argv: string[], ioIn: Partial<WebhookCliIo> 
       logger.info({ certFile, keyFile, ...tls.current() }, 'TLS certificate loaded; watching for changes');
     }
   } catch (e) {
+    await cluster?.stop();
     if (e instanceof TlsError) return failure(e.message);
     throw e;
   }
@@ -219,9 +239,10 @@ export async function runWebhookCli(argv: string[], ioIn: Partial<WebhookCliIo> 
   const metrics = createWebhookMetrics();
   let server;
   try {
-    server = await startWebhookServer({ config, mode, logger, metrics, listen, tls });
+    server = await startWebhookServer({ config, mode, logger, metrics, listen, tls, podSecurityLevel: cluster?.podSecurityLevel });
   } catch (e) {
     tls.close();
+    await cluster?.stop();
     return failure((e as Error).message);
   }
 
@@ -275,6 +296,7 @@ export async function runWebhookCli(argv: string[], ioIn: Partial<WebhookCliIo> 
   const delayMs = signal === 'SIGTERM' ? delaySeconds * 1000 : 0;
   logger.info({ signal, delayMs, timeoutMs: timeoutSeconds * 1000, inFlight: server.state.inFlight }, 'shutting down');
   await server.close({ delayMs, timeoutMs: timeoutSeconds * 1000 });
+  await cluster?.stop();
   process.off('SIGTERM', force);
   process.off('SIGINT', force);
   logger.info({ signal }, 'webhook stopped');

@@ -31,7 +31,8 @@ export interface KubeClients {
  */
 export function loadKubeConfig(env: NodeJS.ProcessEnv = process.env): KubeConfig {
   const kc = new KubeConfig();
-  if (env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
+  // An explicit KUBECONFIG wins (running beside a cluster, tests); in a pod, the ServiceAccount.
+  if (env.KUBERNETES_SERVICE_HOST && !env.KUBECONFIG) kc.loadFromCluster();
   else kc.loadFromDefault();
   return kc;
 }
