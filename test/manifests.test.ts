@@ -10,9 +10,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import * as k8s from '@kubernetes/client-node';
+import { join } from 'node:path';
 import type {
   V1ClusterRole,
   V1ConfigMap,
@@ -42,6 +40,7 @@ import { IMAGE_REPOSITORY, parseConfig } from '../webhook/config.js';
 import { DEFAULT_WEBHOOK_CONFIG_NAME } from '../webhook/in-cluster.js';
 import { SIDECAR_CLUSTERROLE_NAME, SIDECAR_ROLEBINDING_NAME } from '../webhook/namespace-controller.js';
 import { DEFAULT_SERVICE_NAME, DEFAULT_SERVICE_NAMESPACE } from '../webhook/tls.js';
+import { validateKubernetesObject, type Attr, type ExtraModels } from './support/k8s-schema.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const PKG = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
@@ -61,24 +60,10 @@ const SIDECAR_ROLE_BINDING = SIDECAR_ROLEBINDING_NAME;
 const SERVICE_ACCOUNT = 'hook-runner';
 const WEBHOOK_PORT = 8443;
 
-// ---------------------------------------------------------------------------------------------
-// Kubernetes schema check from @kubernetes/client-node's models: every field must be known to the
-// model (strict field validation), every value of the right JSON type, and every field the model
-// declares required (non-optional in its .d.ts, which the generator derives from the OpenAPI
-// `required` lists) present. cert-manager's CRDs have no model there: a subset of their v1 schema,
-// the fields these manifests may use, is declared below in the same form.
-// ---------------------------------------------------------------------------------------------
-interface Attr {
-  baseName: string;
-  type: string;
-}
-interface Model {
-  attrs: Map<string, Attr>;
-  required: string[];
-}
-
+// cert-manager's CRDs have no model in client-node: a subset of their v1 schema, the fields these
+// manifests may use, in the validator's form.
 const a = (spec: Record<string, string>): Attr[] => Object.entries(spec).map(([baseName, type]) => ({ baseName, type }));
-const LOCAL_MODELS: Record<string, { attrs: Attr[]; required: string[] }> = {
+const CERT_MANAGER_MODELS: ExtraModels = {
   CertManagerV1Issuer: { attrs: a({ apiVersion: 'string', kind: 'string', metadata: 'V1ObjectMeta', spec: 'CertManagerV1IssuerSpec' }), required: ['spec'] },
   CertManagerV1IssuerSpec: { attrs: a({ selfSigned: 'CertManagerV1SelfSigned', ca: 'CertManagerV1CAIssuer' }), required: [] },
   CertManagerV1SelfSigned: { attrs: a({ crlDistributionPoints: 'Array<string>' }), required: [] },
@@ -103,86 +88,8 @@ const LOCAL_MODELS: Record<string, { attrs: Attr[]; required: string[] }> = {
   CertManagerV1PrivateKey: { attrs: a({ algorithm: 'string', encoding: 'string', rotationPolicy: 'string', size: 'number' }), required: [] },
 };
 
-const MODELS_DIR = join(dirname(fileURLToPath(import.meta.resolve('@kubernetes/client-node'))), 'gen', 'models');
-const modelCache = new Map<string, Model | null>();
 
-function model(type: string): Model | null {
-  if (modelCache.has(type)) return modelCache.get(type)!;
-  let m: Model | null = null;
-  const local = LOCAL_MODELS[type];
-  const cls = (k8s as unknown as Record<string, { getAttributeTypeMap?: () => Attr[] } | undefined>)[type];
-  if (local) {
-    m = { attrs: new Map(local.attrs.map((x) => [x.baseName, x])), required: local.required };
-  } else if (cls?.getAttributeTypeMap) {
-    const dts = readFileSync(join(MODELS_DIR, `${type}.d.ts`), 'utf8');
-    const required = [...dts.matchAll(/^\s+'([^']+)'(\?)?:/gm)].filter((x) => !x[2]).map((x) => x[1]!);
-    m = { attrs: new Map(cls.getAttributeTypeMap().map((x) => [x.baseName, x])), required };
-  }
-  modelCache.set(type, m);
-  return m;
-}
-
-function jsonType(v: unknown): string {
-  return v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v;
-}
-
-function validate(value: unknown, type: string, path: string): string[] {
-  if (value === undefined) return [];
-  const at = path || '(root)';
-  const arr = /^Array<(.+)>$/.exec(type);
-  const map = /^\{ \[key: string\]: (.+); \}$/.exec(type);
-  if (arr) {
-    if (!Array.isArray(value)) return [`${at}: expected a list, got ${jsonType(value)}`];
-    return value.flatMap((v, i) => validate(v, arr[1]!, `${path}[${i}]`));
-  }
-  if (map) {
-    if (jsonType(value) !== 'object') return [`${at}: expected a map, got ${jsonType(value)}`];
-    return Object.entries(value as object).flatMap(([k, v]) => validate(v, map[1]!, `${path}.${k}`));
-  }
-  switch (type) {
-    case 'string':
-    case 'Date':
-      return typeof value === 'string' ? [] : [`${at}: expected a string, got ${jsonType(value)}`];
-    case 'number':
-      return typeof value === 'number' ? [] : [`${at}: expected a number, got ${jsonType(value)}`];
-    case 'boolean':
-      return typeof value === 'boolean' ? [] : [`${at}: expected a boolean, got ${jsonType(value)}`];
-    case 'IntOrString':
-      return typeof value === 'string' || Number.isInteger(value) ? [] : [`${at}: expected an integer or a string, got ${jsonType(value)}`];
-    case 'any':
-    case 'object':
-      return [];
-  }
-  const m = model(type);
-  if (!m) return [`${at}: no schema for ${type}`];
-  if (jsonType(value) !== 'object') return [`${at}: expected a ${type} object, got ${jsonType(value)}`];
-  const obj = value as Record<string, unknown>;
-  const errors: string[] = [];
-  const sub = (k: string) => (path ? `${path}.${k}` : k);
-  for (const [k, v] of Object.entries(obj)) {
-    const attr = m.attrs.get(k);
-    if (!attr) errors.push(`${sub(k)}: unknown field of ${type}`);
-    else if (v === null) errors.push(`${sub(k)}: null is not a ${attr.type}`);
-    else errors.push(...validate(v, attr.type, sub(k)));
-  }
-  for (const r of m.required) if (obj[r] === undefined || obj[r] === null) errors.push(`${sub(r)}: required field of ${type} is missing`);
-  return errors;
-}
-
-/** apps/v1 Deployment → V1Deployment; cert-manager.io/v1 Certificate → CertManagerV1Certificate. */
-function modelTypeOf(doc: { apiVersion?: string; kind?: string }): string {
-  const [group, version] = (doc.apiVersion ?? '').includes('/') ? doc.apiVersion!.split('/') : ['', doc.apiVersion ?? ''];
-  const v = `${version!.charAt(0).toUpperCase()}${version!.slice(1)}`;
-  if (group === 'cert-manager.io') return `CertManager${v}${doc.kind}`;
-  return `${v}${doc.kind}`;
-}
-
-function validateObject(doc: unknown): string[] {
-  const d = doc as { apiVersion?: string; kind?: string; metadata?: { name?: string } };
-  if (!d.apiVersion || !d.kind) return ['(root): apiVersion and kind are required'];
-  if (!d.metadata?.name) return ['metadata.name: required'];
-  return validate(doc, modelTypeOf(d), '');
-}
+const validateObject = (doc: unknown): string[] => validateKubernetesObject(doc, CERT_MANAGER_MODELS);
 
 // ---------------------------------------------------------------------------------------------
 // Rendering
