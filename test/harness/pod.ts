@@ -286,7 +286,7 @@ export class Pod {
 
   private async startSidecar(): Promise<void> {
     const sc = this.sidecarSpec.securityContext ?? {};
-    const env = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', ...this.envOf(this.sidecarSpec), ...(this.def.sidecarEnv ?? {}) };
+    const env: Record<string, string> = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', ...this.envOf(this.sidecarSpec), ...(this.def.sidecarEnv ?? {}) };
     this.token = env.HOOK_RUNNER_TOKEN ?? '';
     const uid = Number(sc.runAsUser ?? 0);
     const gid = Number(sc.runAsGroup ?? uid);
