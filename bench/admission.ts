@@ -53,13 +53,14 @@ export async function startServerChild(kind: 'webhook' | 'baseline', tls: { cert
 export async function stopChild(c: ChildProcess, timeoutMs = 5000): Promise<void> {
   if (c.exitCode !== null || c.signalCode !== null) return;
   const exited = new Promise<void>((r) => c.once('exit', () => r()));
+  const within = (ms: number) => Promise.race([exited.then(() => true), sleep(ms).then(() => false)]);
+  // A disconnect makes the child exit on its own (and write a --cpu-prof profile); then TERM, then KILL.
   if (c.connected) c.disconnect();
+  if (await within(timeoutMs)) return;
   c.kill('SIGTERM');
-  const timedOut = await Promise.race([exited.then(() => false), sleep(timeoutMs).then(() => true)]);
-  if (timedOut) {
-    c.kill('SIGKILL');
-    await exited;
-  }
+  if (await within(timeoutMs)) return;
+  c.kill('SIGKILL');
+  await exited;
 }
 
 export function mixRequests(): autocannon.Request[] {

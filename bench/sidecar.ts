@@ -103,12 +103,12 @@ export interface StartedSidecar {
 }
 
 /** Spawns the sidecar and polls /readyz (every 2 ms, bounded at 15 s): spawn → first 200. */
-export async function startSidecar(hooks: Record<string, unknown>, graceSeconds = 30): Promise<StartedSidecar> {
+export async function startSidecar(hooks: Record<string, unknown>, graceSeconds = 30, ns?: PidNs): Promise<StartedSidecar> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (the bench runs the built sidecar)`);
   const port = await freePort();
   const env = injectedSidecarEnv(hooks, port, graceSeconds);
   const t0 = nowMs();
-  const child = track(spawn(process.execPath, [CLI, 'sidecar'], { env: childEnv(env), stdio: ['ignore', 'ignore', 'pipe'] }));
+  const child = spawnIn(ns, [process.execPath, CLI, 'sidecar'], childEnv(env), ['ignore', 'ignore', 'pipe']);
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c.slice(0, 4000)));
   for (let i = 0; i < 7500; i++) {
@@ -139,13 +139,76 @@ async function bareNodeStartMs(): Promise<number> {
 async function stop(c: ChildProcess): Promise<void> {
   if (c.exitCode !== null || c.signalCode !== null) return;
   const exited = new Promise<void>((r) => c.once('exit', () => r()));
-  c.kill('SIGKILL');
-  await exited;
+  // nsenter forks the command into the namespace: kill that child first (nsenter then exits with it).
+  const inner = c.spawnfile === 'nsenter' ? childOf(c.pid!) : undefined;
+  if (inner) process.kill(inner, 'SIGKILL');
+  else c.kill('SIGKILL');
+  if (!(await Promise.race([exited.then(() => true), sleep(3000).then(() => false)]))) {
+    c.kill('SIGKILL');
+    await exited;
+  }
+}
+
+/**
+ * A pod's shared PID namespace, when we may make one (root, util-linux): the sidecar then scans a
+ * /proc holding only the "pod's" processes, as in a real pod, instead of every process of the host.
+ * Without it everything runs in the host's namespace and the scan covers the host's processes.
+ */
+interface PidNs {
+  /** argv prefix that runs a command inside the namespace. */
+  enter: string[];
+}
+
+function which(name: string): boolean {
+  return (process.env.PATH ?? '/usr/bin:/bin').split(':').some((d) => existsSync(`${d}/${name}`));
+}
+
+async function makePidNs(): Promise<PidNs | undefined> {
+  if (process.platform !== 'linux' || process.getuid?.() !== 0 || !which('unshare') || !which('nsenter')) return undefined;
+  // --kill-child: when unshare dies, its child (the namespace's init) dies, and with it every process inside.
+  const init = track(spawn('unshare', ['--pid', '--fork', '--mount-proc', '--kill-child', 'sleep', '600'], { stdio: 'ignore' }));
+  for (let i = 0; i < 200; i++) {
+    const pid = childOf(init.pid!);
+    if (pid) return { enter: ['nsenter', '--target', String(pid), '--pid', '--mount', '--'] };
+    if (init.exitCode !== null) return undefined;
+    await sleep(10);
+  }
+  return undefined;
+}
+
+function childOf(ppid: number): number | undefined {
+  try {
+    for (const t of readFileSync(`/proc/${ppid}/task/${ppid}/children`, 'utf8').trim().split(/\s+/)) if (t) return Number(t);
+  } catch {
+    /* not yet */
+  }
+  return undefined;
+}
+
+function spawnIn(ns: PidNs | undefined, argv: string[], env: NodeJS.ProcessEnv, stdio: 'ignore' | ['ignore', 'ignore', 'pipe']): ChildProcess {
+  const full = ns ? [...ns.enter, ...argv] : argv;
+  return track(spawn(full[0]!, full.slice(1), { env, stdio }));
 }
 
 /** A "container": a process carrying the marker, as the app's processes in a shared PID namespace. */
-function marker(name: string): ChildProcess {
-  return track(spawn('sleep', ['600'], { env: childEnv({ [ENV_MARKER]: name }), stdio: 'ignore' }));
+function marker(name: string, ns?: PidNs): ChildProcess {
+  return spawnIn(ns, ['sleep', '600'], childEnv({ [ENV_MARKER]: name }), 'ignore');
+}
+
+/** Resolves once the marker process runs `sleep` (inside the namespace: nsenter's child), bounded. */
+async function markerRunning(m: ChildProcess): Promise<void> {
+  await new Promise((r) => m.once('spawn', r));
+  if (m.spawnfile !== 'nsenter') return;
+  for (let i = 0; i < 500; i++) {
+    const pid = childOf(m.pid!);
+    try {
+      if (pid && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sleep') return;
+    } catch {
+      /* not yet */
+    }
+    await sleep(2);
+  }
+  throw new Error('marker process did not start within 1 s');
 }
 
 /** A local app the httpGet handler and the direct GET call: answers 200 "ok" at once. */
@@ -201,9 +264,12 @@ export async function benchSidecar(o: SidecarOptions): Promise<Record<string, nu
     o.log?.(`sidecar start: ready ${out['sidecar.ready_ms']} ms vs bare node ${out['sidecar.baseline_start_ms']} ms; rss ${out['sidecar.rss_mb']} MB vs ${out['sidecar.baseline_rss_mb']} MB`);
 
     // 2. Dispatch: hook call (sleep 0 | httpGet to the app) minus the same GET made directly.
+    const ns = await makePidNs();
+    out['sidecar.pid_namespace'] = ns ? 1 : 0;
+    o.log?.(ns ? 'sidecar: dispatch and preStop run in a PID namespace of their own (as in a pod)' : 'sidecar: no PID namespace (needs root and util-linux): the sidecar scans every process of the host');
     const app = await appServer();
     try {
-      const sc = await startSidecar({ s: SLEEP0, h: { postStart: [{ httpGet: { path: '/', port: app.port } }] } });
+      const sc = await startSidecar({ s: SLEEP0, h: { postStart: [{ httpGet: { path: '/', port: app.port } }] } }, 30, ns);
       const hdr = { [HEADER_TOKEN]: sc.token };
       const direct: number[] = [];
       const viaSleep: number[] = [];
@@ -217,8 +283,8 @@ export async function benchSidecar(o: SidecarOptions): Promise<Record<string, nu
       await sleep(300); // let the deferred metrics load finish first: it is not part of a call
       for (let i = 0; i < o.dispatchCalls + 5; i++) {
         // A new run of each container per call: a second call for the same run gets the stored answer.
-        const ms = [marker('s'), marker('h')];
-        await Promise.all(ms.map((m) => new Promise((r) => m.once('spawn', r))));
+        const ms = [marker('s', ns), marker('h', ns)];
+        await Promise.all(ms.map(markerRunning));
         const warm = i < 5;
         const d: number[] = [];
         const a: number[] = [];
@@ -248,9 +314,9 @@ export async function benchSidecar(o: SidecarOptions): Promise<Record<string, nu
     const grace = 1;
     const names = Array.from({ length: o.prestopCalls }, (_, i) => `p${i}`);
     const hooks = Object.fromEntries(names.map((n) => [n, { shutdownSeconds: 0, preStop: [{ sleep: { seconds: 10 }, timeoutSeconds: 20 }] }]));
-    const sc = await startSidecar(hooks, grace);
-    const ms = names.map(marker);
-    await Promise.all(ms.map((m) => new Promise((r) => m.once('spawn', r))));
+    const sc = await startSidecar(hooks, grace, ns);
+    const ms = names.map((n) => marker(n, ns));
+    await Promise.all(ms.map(markerRunning));
     await sleep(300);
     const errors: number[] = [];
     // Three at a time: each waits ~0.75 s, so the whole step stays short.

@@ -1,0 +1,27 @@
+/**
+ * The benchmark's code path on a tiny load: every key of bench/results.json is produced and is a
+ * finite number. No timing is judged here (CONTRIBUTING: timings belong in `npm run bench`).
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { test } from 'node:test';
+import { CLI } from '../bench/sidecar.js';
+import { PROFILES, runBench } from '../bench/run.js';
+
+const REQUIRED = [
+  'admission.rps', 'admission.p50_ms', 'admission.p99_ms', 'admission.baseline_rps', 'admission.baseline_p99_ms', 'admission.ratio_rps', 'admission.ratio_p99',
+  ...[1, 16, 64].flatMap((c) => ['rps', 'p50_ms', 'p99_ms', 'baseline_rps', 'baseline_p99_ms', 'ratio_rps', 'ratio_p99'].map((k) => `admission.c${c}.${k}`)),
+  'mutation_us.c1', 'mutation_us.c10', 'mutation_us.c50', 'mutation_us.cold_c1', 'mutation_us.cold_c50',
+  'sidecar.rss_mb', 'sidecar.baseline_rss_mb', 'sidecar.ready_ms', 'sidecar.baseline_start_ms',
+  'sidecar.dispatch_p50_ms', 'sidecar.dispatch_p99_ms', 'sidecar.prestop_deadline_error_ms',
+];
+
+test('bench: a tiny run yields every results.json key as a finite number', { timeout: 120_000 }, async (t) => {
+  if (!existsSync(CLI)) {
+    t.skip(`needs the built CLI (${CLI}): run npm run build`);
+    return;
+  }
+  const r = await runBench(PROFILES.smoke);
+  for (const k of REQUIRED) assert.ok(Number.isFinite(r[k]), `${k} is ${r[k]}`);
+  for (const [k, v] of Object.entries(r)) assert.equal(typeof v, 'number', `${k} is not a number`);
+});
