@@ -142,8 +142,8 @@ test(`admission load: ${RATE} req/s for ${SECONDS} s with 0 errors and bounded m
   }
   const termOutcomes = await Promise.all(during);
   const slowOutcomes = await Promise.all(slow);
-  let bound: NodeJS.Timeout | undefined;
-  const exit = await Promise.race([exited, new Promise<undefined>((r) => (bound = setTimeout(r, (SHUTDOWN_DELAY_S + SHUTDOWN_TIMEOUT_S + 10) * 1000)))]);
+  let bound: ReturnType<typeof setTimeout> | undefined;
+  const exit = await Promise.race([exited, new Promise<undefined>((r) => (bound = setTimeout(() => r(undefined), (SHUTDOWN_DELAY_S + SHUTDOWN_TIMEOUT_S + 10) * 1000)))]);
   clearTimeout(bound);
 
   assert.deepEqual(slowOutcomes.map((o) => o.kind), ['ok', 'ok', 'ok'], `requests in flight were finished: ${JSON.stringify(slowOutcomes)}`);
