@@ -17,7 +17,6 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT=$PWD
 IMAGE=${E2E_LOCAL_IMAGE:-localhost/hook-runner:e2e-local}
 APP_IMAGE=${E2E_LOCAL_APP_IMAGE:-localhost/hook-runner-app:e2e-local}
 say() { printf 'build-local-images: %s\n' "$*" >&2; }
