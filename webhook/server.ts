@@ -305,11 +305,14 @@ export async function startWebhookServer(opts: StartWebhookServerOptions): Promi
       raw.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
     }
   });
-  // While draining, a connection that finishes its last response is closed at once instead of
-  // idling until keepAliveTimeout and holding shutdown up.
+  // Once the listener is closed, a connection that finishes its last response is closed at once
+  // instead of idling until keepAliveTimeout and holding shutdown up. Not before: during the
+  // shutdown delay the API server may still reuse an idle keep-alive connection, and closing it
+  // under a request in transit resets that request (responses then carry Connection: close).
+  let listenerClosed = false;
   server.on('request', (_req, res) => {
     res.once('finish', () => {
-      if (state.draining) setImmediate(() => server.closeIdleConnections());
+      if (listenerClosed) setImmediate(() => server.closeIdleConnections());
     });
   });
 
@@ -333,6 +336,7 @@ export async function startWebhookServer(opts: StartWebhookServerOptions): Promi
       log.info({ delayMs, inFlight: state.inFlight }, 'draining: /readyz fails now; still accepting while endpoints update');
       await new Promise((r) => setTimeout(r, delayMs));
     }
+    listenerClosed = true;
     const closed = new Promise<void>((r) => server.close(() => r()));
     server.closeIdleConnections();
     let timer: NodeJS.Timeout | undefined;
