@@ -28,11 +28,11 @@ RUN npm run build \
 
 # ---- runtime ----
 FROM ${NODE_IMAGE} AS runtime
-# nsenter (exec handlers, DESIGN §6) comes from util-linux, an Essential package of Debian bookworm,
-# so it is already in the slim image; fail the build if that ever changes. npm, npx, yarn and
+# nsenter and setpriv (exec handlers, DESIGN §6) come from util-linux, an Essential package of Debian bookworm,
+# so they are already in the slim image; fail the build if that ever changes. npm, npx, yarn and
 # corepack are not needed at run time: removing them leaves less to run and to patch (it does not
 # shrink the image: their bytes stay in the base layer).
-RUN nsenter --version \
+RUN nsenter --version && setpriv --version \
  && rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
            /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
            /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-* \
