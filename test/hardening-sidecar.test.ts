@@ -11,7 +11,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { test, type TestContext } from 'node:test';
-import { CLI, get, kubeletCall, missingPrerequisite, Pod, procStatusField, sleep, until, type PodDef } from './harness/pod.js';
+import { CLI, get, kubeletCall, missingPrerequisite, Pod, processesWithArgv, procStatusField, sleep, until, type PodDef } from './harness/pod.js';
 
 const missing = process.getuid?.() === 0 ? missingPrerequisite() : 'needs root: unshare/nsenter/setpriv build the pod';
 
@@ -38,19 +38,6 @@ const lastReport = async (pod: Pod, c: string, phase: string) => {
   return JSON.parse(r.body) as Record<string, any>;
 };
 
-function processesWithArgv(argv: string[]): number[] {
-  const want = `${argv.join('\0')}\0`;
-  const out: number[] = [];
-  for (const n of readdirSync('/proc')) {
-    if (!/^[0-9]+$/.test(n)) continue;
-    try {
-      if (readFileSync(`/proc/${n}/cmdline`, 'utf8') === want) out.push(Number(n));
-    } catch {
-      /* gone */
-    }
-  }
-  return out;
-}
 
 const vmRssKiB = (pid: number) => Number(/^(\d+)/.exec(procStatusField(pid, 'VmRSS') ?? '0')![1]);
 

@@ -4,10 +4,10 @@
  * (test/harness/pod.ts). Every scenario asserts what really happened: files, signals, timestamps.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { test, type TestContext } from 'node:test';
 import { capMask, capNames, type CapName } from '../sidecar/caps.js';
-import { get, kubeletCall, missingPrerequisite, Pod, procStatusField, selfSignedCert, sleep, until, type PodDef } from './harness/pod.js';
+import { get, kubeletCall, missingPrerequisite, Pod, processesWithArgv, procStatusField, selfSignedCert, sleep, until, type PodDef } from './harness/pod.js';
 
 const missing = missingPrerequisite();
 const await_rm = (d: string) => rmSync(d, { recursive: true, force: true });
@@ -38,20 +38,6 @@ const lastReport = async (pod: Pod, c: string, phase: string) => {
 
 const EXEC_CAPS: CapName[] = ['sys_ptrace', 'dac_read_search', 'sys_chroot', 'setuid', 'setgid', 'kill', 'setpcap'];
 
-/** Processes on the host whose argv is exactly `argv`. */
-function processesWithArgv(argv: string[]): number[] {
-  const want = `${argv.join('\0')}\0`;
-  const out: number[] = [];
-  for (const n of readdirSync('/proc')) {
-    if (!/^[0-9]+$/.test(n)) continue;
-    try {
-      if (readFileSync(`/proc/${n}/cmdline`, 'utf8') === want) out.push(Number(n));
-    } catch {
-      /* gone */
-    }
-  }
-  return out;
-}
 
 test('exec runs in the target container: its mount namespace, uid/gid, env and cwd; PreStop exec runs before SIGTERM', async (t) => {
   const probe = 'id -u; id -g; pwd; cat ../private/marker; echo "$APP_FLAVOUR"; grep -E "^Cap(Eff|Prm):" /proc/self/status';

@@ -96,6 +96,21 @@ export function procStatusField(pid: number, field: string): string | undefined 
 }
 
 /** The kubelet's lifecycle httpGet: any response is success (body discarded); only transport errors fail. */
+/** Host pids whose command line is exactly `argv`. */
+export function processesWithArgv(argv: string[]): number[] {
+  const want = `${argv.join('\0')}\0`;
+  const out: number[] = [];
+  for (const n of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(n)) continue;
+    try {
+      if (readFileSync(`/proc/${n}/cmdline`, 'utf8') === want) out.push(Number(n));
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
 export interface HookCall {
   ok: boolean;
   status?: number;

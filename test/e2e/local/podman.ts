@@ -20,12 +20,13 @@
  * Traffic goes only to 127.0.0.1. Every podman command and every wait is bounded.
  */
 import { execFile, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
-import { get, kubeletCall, which, type HookCall, type HttpGetHook } from '../../harness/pod.js';
+import { get, kubeletCall, processesWithArgv, which, type HookCall, type HttpGetHook } from '../../harness/pod.js';
+export { processesWithArgv };
 
 export const HERE = dirname(fileURLToPath(import.meta.url));
 export const REPO = resolve(HERE, '../../..');
@@ -333,17 +334,3 @@ export function parseTime(s: string): number {
   return Date.parse(`${m[1]}T${m[2]}.${frac}${zone}`);
 }
 
-/** Host pids whose command line is exactly `argv`. */
-export function processesWithArgv(argv: string[]): number[] {
-  const want = `${argv.join('\0')}\0`;
-  const out: number[] = [];
-  for (const n of readdirSync('/proc')) {
-    if (!/^[0-9]+$/.test(n)) continue;
-    try {
-      if (readFileSync(`/proc/${n}/cmdline`, 'utf8') === want) out.push(Number(n));
-    } catch {
-      /* gone */
-    }
-  }
-  return out;
-}
