@@ -20,6 +20,7 @@ COPY common ./common
 COPY webhook ./webhook
 COPY sidecar ./sidecar
 COPY cli ./cli
+COPY scripts/bundle-sidecar.mjs ./scripts/
 RUN npm run build \
  && npm prune --omit=dev \
  && find dist -name '*.map' -delete \

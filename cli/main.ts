@@ -25,7 +25,7 @@ async function main(argv: string[]): Promise<number> {
     case 'inject':
       return (await import('../webhook/inject-cli.js')).runInjectCli(rest);
     case 'sidecar':
-      return (await import('../sidecar/cli.js')).runSidecarCli(rest);
+      return (await import('../sidecar/bundle.js')).runSidecarCli(rest);
     case 'wait-ready':
       return (await import('../sidecar/wait-ready.js')).runWaitReadyCli(rest);
     case 'version':

@@ -12,7 +12,7 @@ import type { ExecTools } from './handlers.js';
 import { KubeClient } from './kube.js';
 import { SidecarMetrics } from './metrics.js';
 import { containerProcesses, parseStatus, readProcSnapshot } from './proc.js';
-import { createSidecarServer } from './server.js';
+import { createSidecarServer, preloadTokenCheck } from './server.js';
 import { HookService } from './service.js';
 
 export const SIDECAR_HELP = `Usage: hook-runner sidecar
@@ -101,7 +101,11 @@ export async function runSidecar(env: SidecarEnv, log: Logger): Promise<number> 
     throw new Error(`cannot listen on port ${env.port} (${ENV_PORT}): ${e.code ?? e.message}`);
   });
   ready = true;
-  setTimeout(() => void metrics.load(), 50).unref();
+  // What /readyz does not need loads just after it: node:crypto for the token check, and prom-client.
+  setTimeout(() => {
+    preloadTokenCheck();
+    void metrics.load();
+  }, 50).unref();
   // Load the Kubernetes client while idle (it blocks the loop for 1-2 s), so the first PreStop finds it ready.
   if (kube.configured()) {
     let tries = 0;
@@ -109,7 +113,7 @@ export async function runSidecar(env: SidecarEnv, log: Logger): Promise<number> 
     setTimeout(warm, 300).unref();
   }
   log.info(
-    { port: env.port, containers: Object.keys(env.spec), pod: env.pod.name, namespace: env.pod.namespace, uid: status.uid, caps: capNames(status.capEff), graceSeconds: env.graceSeconds, startupMs: Math.round(performance.now()) },
+    { port: env.port, containers: Object.keys(env.spec), pod: env.pod.name, namespace: env.pod.namespace, uid: status.uid, caps: capNames(status.capEff), graceSeconds: env.graceSeconds, startupMs: Math.round(process.uptime() * 1000) },
     'sidecar ready',
   );
 

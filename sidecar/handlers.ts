@@ -2,10 +2,10 @@
  * The handler kinds (DESIGN §3, §6): exec inside the target container, http/httpGet, sleep, signal,
  * tcpSocket. Each runs one attempt and honours the abort signal (timeout or PreStop deadline).
  */
-import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { closeSync, constants as fsConstants, openSync } from 'node:fs';
 import http from 'node:http';
-import https from 'node:https';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import type { HttpAction, HttpGetAction, SignalAction, TcpSocketAction } from '../common/spec.js';
@@ -13,6 +13,12 @@ import { capBit, capNames, setprivCapList } from './caps.js';
 import { isRunAlive, readEnviron, readStat, readStatus, type ProcStatus } from './proc.js';
 import { delay, type AttemptResult } from './runner.js';
 import { Tail } from './tail.js';
+
+// node:child_process and node:https (with tls) load on first use: most pods never exec or call
+// HTTPS, and every module loaded before the listen delays the sidecar's readiness.
+const requireBuiltin = createRequire(import.meta.url);
+const childProcess = (): typeof import('node:child_process') => requireBuiltin('node:child_process') as typeof import('node:child_process');
+const httpsModule = (): typeof import('node:https') => requireBuiltin('node:https') as typeof import('node:https');
 
 export interface Target {
   pid: number;
@@ -114,10 +120,10 @@ export async function runExec(command: readonly string[], target: Target, signal
       signal.removeEventListener('abort', onAbort);
       resolve({ ...r, output: tail.toString() });
     };
-    let child: ReturnType<typeof spawn>;
+    let child: ChildProcess;
     try {
       // detached: own session and process group, so a timeout kills every process the command forked.
-      child = spawn(plan.file, plan.args, { env: envObject(env), stdio: ['ignore', 'pipe', 'pipe', rootFd, cwdFd], detached: true });
+      child = childProcess().spawn(plan.file, plan.args, { env: envObject(env), stdio: ['ignore', 'pipe', 'pipe', rootFd, cwdFd], detached: true });
     } catch (e) {
       closeSync(rootFd);
       closeSync(cwdFd);
@@ -176,7 +182,7 @@ export async function runHttp(a: HttpGetAction | HttpAction, signal: AbortSignal
   const headers: Record<string, string> = { 'User-Agent': USER_AGENT, Accept: '*/*' };
   for (const h of list) headers[h.name] = h.value;
   const body = 'body' in a ? a.body : undefined;
-  const mod = a.scheme === 'HTTPS' ? https : http;
+  const mod = a.scheme === 'HTTPS' ? httpsModule() : http;
   const tail = new Tail();
   return new Promise<AttemptResult>((resolve) => {
     const req = mod.request(

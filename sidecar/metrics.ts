@@ -15,7 +15,9 @@ interface Impl {
 }
 
 async function createImpl(): Promise<Impl> {
-  const { Counter, Histogram, Registry } = await import('prom-client');
+  // prom-client is CommonJS: its module.exports is the default export both under Node's ESM loader
+  // and in the bundle's lazy chunk (which has no named exports).
+  const { Counter, Histogram, Registry } = (await import('prom-client')).default;
   const registry = new Registry();
   return {
     registry,

@@ -3,8 +3,8 @@
  * `/last` reports, health, readiness and metrics. A failed hook closes the connection without a
  * response, because the kubelet judges a lifecycle httpGet only by transport errors.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
+import { createRequire } from 'node:module';
 import type { Logger } from '../common/logger.js';
 import { HEADER_TOKEN, PHASES, type Phase } from '../common/names.js';
 import type { SidecarMetrics } from './metrics.js';
@@ -12,9 +12,20 @@ import type { HookService } from './service.js';
 
 const HOOK_PATH = /^\/v1\/hooks\/([^/]+)\/([^/]+)(\/last)?\/?$/;
 
+// node:crypto costs ~3 ms to load: it is loaded after readiness (preloadTokenCheck) or at the first check.
+const requireBuiltin = createRequire(import.meta.url);
+let crypto: typeof import('node:crypto') | undefined;
+
+/** Loads what {@link tokenMatches} needs, so the first hook call does not pay for it. */
+export function preloadTokenCheck(): void {
+  crypto ??= requireBuiltin('node:crypto') as typeof import('node:crypto');
+}
+
 /** Constant-time token comparison (hashing first makes the lengths equal). */
 export function tokenMatches(expected: string, got: string | string[] | undefined): boolean {
   if (typeof got !== 'string') return false;
+  crypto ??= requireBuiltin('node:crypto') as typeof import('node:crypto');
+  const { createHash, timingSafeEqual } = crypto;
   const a = createHash('sha256').update(expected).digest();
   const b = createHash('sha256').update(got).digest();
   return timingSafeEqual(a, b);
