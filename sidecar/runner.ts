@@ -85,6 +85,8 @@ function abortPromise(signal: AbortSignal): { promise: Promise<typeof ABORTED>; 
 /** Waits `ms` unless the signal fires first; true when it waited the whole time. */
 export async function delay(ms: number, signal?: AbortSignal): Promise<boolean> {
   if (signal?.aborted) return false;
+  // No wait is no timer: a 0 ms setTimeout still waits >= 1 ms (a `sleep: {seconds: 0}` handler, a 0 s retry delay).
+  if (ms <= 0) return true;
   return new Promise((resolve) => {
     const t = setTimeout(() => {
       signal?.removeEventListener('abort', on);
