@@ -2,7 +2,7 @@
  * Process discovery through the pod's shared PID namespace (DESIGN §6). Pure parsers of /proc text
  * first (unit-tested on fixtures), then a small adapter that reads a /proc tree.
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, readdirSync } from 'node:fs';
 import { ENV_MARKER } from '../common/names.js';
 
 export interface ProcStat {
@@ -121,6 +121,33 @@ export function runId(p: Pick<ProcStat, 'pid' | 'startTime'>): string {
   return `${p.pid}@${p.startTime}`;
 }
 
+let scratch = Buffer.allocUnsafe(16 * 1024);
+
+/**
+ * A whole /proc file into a scratch buffer reused between calls (valid until the next call): open,
+ * read until EOF, close. readFileSync also fstat()s and allocates per file; a scan runs this on
+ * every process for every hook call, and each syscall counts.
+ */
+function readProcFile(path: string): Buffer {
+  const fd = openSync(path, 'r');
+  try {
+    let n = 0;
+    // Bounded: the buffer doubles until a read returns 0 (environ is at most a few MB).
+    for (;;) {
+      if (n === scratch.length) {
+        const bigger = Buffer.allocUnsafe(scratch.length * 2);
+        scratch.copy(bigger, 0, 0, n);
+        scratch = bigger;
+      }
+      const got = readSync(fd, scratch, n, scratch.length - n, null);
+      if (got === 0) return scratch.subarray(0, n);
+      n += got;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Reads every process of a /proc tree. Processes that vanish mid-scan are skipped. */
 export function readProcSnapshot(procRoot = '/proc'): ProcSnapshot {
   const entries: ProcEntry[] = [];
@@ -135,14 +162,14 @@ export function readProcSnapshot(procRoot = '/proc'): ProcSnapshot {
     if (!/^[0-9]+$/.test(name)) continue;
     let stat: ProcStat;
     try {
-      stat = parseStat(readFileSync(`${procRoot}/${name}/stat`, 'utf8'));
+      stat = parseStat(readProcFile(`${procRoot}/${name}/stat`).toString('utf8'));
     } catch {
       continue;
     }
     let marker: string | undefined;
     let bad = false;
     try {
-      marker = environValue(parseEnviron(readFileSync(`${procRoot}/${name}/environ`)), ENV_MARKER);
+      marker = environValue(parseEnviron(readProcFile(`${procRoot}/${name}/environ`)), ENV_MARKER);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'EACCES' || code === 'EPERM') {
