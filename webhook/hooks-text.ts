@@ -55,7 +55,7 @@ const CACHE_MAX_BYTES = 1024 * 1024;
 const parsedCache = new Map<string, unknown>();
 let parsedCacheBytes = 0;
 
-function deepFreeze<T>(value: T): T {
+export function deepFreeze<T>(value: T): T {
   const stack: unknown[] = [value];
   // Bounded: each object is frozen once; aliases (at most 50) point at frozen objects.
   while (stack.length > 0) {

@@ -43,7 +43,7 @@ import {
   type ParseContext,
 } from '../common/spec.js';
 import { checkPreStopBudget } from '../common/budget.js';
-import { parseHooksText } from './hooks-text.js';
+import { deepFreeze, parseHooksText } from './hooks-text.js';
 import type { Config } from './config.js';
 import { RESTRICTED_KINDS, capabilitiesFor, handlerKindsUsed, sidecarSecurityContext } from './security-context.js';
 
@@ -92,12 +92,49 @@ export function randomToken(): string {
 
 const clone = <T>(v: T): T => structuredClone(v);
 
+/**
+ * Normalised annotations, by everything normalisation reads: the text, the containers' names and
+ * named ports, and the configured defaults, handler kinds and hosts. The replicas of a workload
+ * share all of it. Values are deep-frozen (callers copy before changing); only successes are kept.
+ */
+const normalisedCache = new Map<string, HookSpec>();
+const NORMALISED_CACHE_MAX_ENTRIES = 256;
+/** Bounds the keys' total size (each holds the annotation text, itself at most 256 KiB). */
+const NORMALISED_CACHE_MAX_CHARS = 1024 * 1024;
+let normalisedCacheChars = 0;
+
+function normaliseCached(text: string, ctx: ParseContext, config: Config): HookSpec {
+  const key = JSON.stringify([
+    text,
+    ctx.containers?.map((c) => [c.name, c.ports?.map((p) => [p.name ?? null, p.containerPort]) ?? null]),
+    config.defaults,
+    config.allowedHandlers,
+    config.allowedHosts ?? null,
+  ]);
+  const hit = normalisedCache.get(key);
+  if (hit) {
+    normalisedCache.delete(key);
+    normalisedCache.set(key, hit);
+    return hit;
+  }
+  const spec = deepFreeze(normaliseHooks(parseHooksText(text), ctx));
+  normalisedCache.set(key, spec);
+  normalisedCacheChars += key.length;
+  while (normalisedCache.size > NORMALISED_CACHE_MAX_ENTRIES || normalisedCacheChars > NORMALISED_CACHE_MAX_CHARS) {
+    const oldest = normalisedCache.keys().next().value as string;
+    normalisedCache.delete(oldest);
+    normalisedCacheChars -= oldest.length;
+  }
+  return spec;
+}
+
 /** The hooks of the pod: annotation and adopted native lifecycle handlers, normalised. */
 export function collectHooks(pod: V1Pod, config: Config): { spec: HookSpec; warnings: string[] } {
   const containers = pod.spec?.containers ?? [];
   const ctx: ParseContext = { containers, defaults: config.defaults, allowedHandlers: config.allowedHandlers, allowedHosts: config.allowedHosts };
   const text = pod.metadata?.annotations?.[ANNOTATION_HOOKS];
-  const spec: HookSpec = text === undefined ? {} : normaliseHooks(parseHooksText(text), ctx);
+  // A copy of the top level: containers' hooks are replaced below, never changed in place.
+  const spec: HookSpec = text === undefined ? {} : { ...normaliseCached(text, ctx, config) };
   const warnings: string[] = [];
 
   for (const c of containers) {
@@ -115,7 +152,7 @@ export function collectHooks(pod: V1Pod, config: Config): { spec: HookSpec; warn
         continue;
       }
       const adopted = adoptNative(c.name, phase, native, ctx);
-      const hooks: ContainerHooks = hooksOf(spec, c.name) ?? { shutdownSeconds: config.defaults.shutdownSeconds, postStart: [], preStop: [] };
+      const hooks: ContainerHooks = { ...(hooksOf(spec, c.name) ?? { shutdownSeconds: config.defaults.shutdownSeconds, postStart: [], preStop: [] }) };
       hooks[phase] = [adopted, ...declared];
       setHooks(spec, c.name, hooks);
       if (declared.length > 0) {
