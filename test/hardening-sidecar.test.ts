@@ -11,32 +11,13 @@ import { readFileSync, readdirSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { test, type TestContext } from 'node:test';
-import { CLI, get, kubeletCall, missingPrerequisite, Pod, processesWithArgv, procStatusField, sleep, until, type PodDef } from './harness/pod.js';
+import { CLI, get, kubeletCall, lastReport, missingPrerequisite, Pod, processesWithArgv, procStatusField, sleep, until, withPod as withHarnessPod, type PodDef } from './harness/pod.js';
 
 const missing = process.getuid?.() === 0 ? missingPrerequisite() : 'needs root: unshare/nsenter/setpriv build the pod';
 
-async function withPod(t: TestContext, def: PodDef, body: (pod: Pod) => Promise<void>): Promise<void> {
-  if (missing) {
-    t.skip(missing);
-    return;
-  }
-  const pod = await Pod.start(def);
-  try {
-    await body(pod);
-    assert.ok(!pod.sidecarLog.join('\n').includes(pod.token) && !pod.sidecarStderr.includes(pod.token), 'the token is in no log line');
-  } catch (e) {
-    t.diagnostic(`sidecar log:\n${pod.sidecarLog.slice(-40).join('\n')}\nstderr: ${pod.sidecarStderr}`);
-    throw e;
-  } finally {
-    await pod.destroy();
-  }
-}
 
-const lastReport = async (pod: Pod, c: string, phase: string) => {
-  const r = await get(pod.port, `/v1/hooks/${c}/${phase}/last`, pod.token);
-  assert.equal(r.status, 200, r.body);
-  return JSON.parse(r.body) as Record<string, any>;
-};
+/** Every scenario here also checks that the token reached no log line. */
+const withPod = (t: TestContext, def: PodDef, body: (pod: Pod) => Promise<void>) => withHarnessPod(t, def, body, { tokenNeverLogged: true });
 
 
 const vmRssKiB = (pid: number) => Number(/^(\d+)/.exec(procStatusField(pid, 'VmRSS') ?? '0')![1]);

@@ -7,34 +7,12 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { test, type TestContext } from 'node:test';
 import { capMask, capNames, type CapName } from '../sidecar/caps.js';
-import { get, kubeletCall, missingPrerequisite, Pod, processesWithArgv, procStatusField, selfSignedCert, sleep, until, type PodDef } from './harness/pod.js';
+import { get, kubeletCall, lastReport, missingPrerequisite, Pod, processesWithArgv, withPod, procStatusField, selfSignedCert, sleep, until, type PodDef } from './harness/pod.js';
 
 const missing = missingPrerequisite();
 const await_rm = (d: string) => rmSync(d, { recursive: true, force: true });
 
-/** Starts a pod for one test and always destroys it. Skips, saying why, where the harness cannot run. */
-async function withPod(t: TestContext, def: PodDef, body: (pod: Pod) => Promise<void>): Promise<void> {
-  if (missing) {
-    t.skip(missing);
-    return;
-  }
-  const pod = await Pod.start(def);
-  try {
-    await body(pod);
-  } catch (e) {
-    // Context for a failure: what the sidecar said.
-    t.diagnostic(`sidecar log:\n${pod.sidecarLog.join('\n')}\nstderr: ${pod.sidecarStderr}`);
-    throw e;
-  } finally {
-    await pod.destroy();
-  }
-}
 
-const lastReport = async (pod: Pod, c: string, phase: string) => {
-  const r = await get(pod.port, `/v1/hooks/${c}/${phase}/last`, pod.token);
-  assert.equal(r.status, 200, r.body);
-  return JSON.parse(r.body) as Record<string, any>;
-};
 
 const EXEC_CAPS: CapName[] = ['sys_ptrace', 'dac_read_search', 'sys_chroot', 'setuid', 'setgid', 'kill', 'setpcap'];
 

@@ -11,6 +11,8 @@
  *   only transport errors count), sends SIGTERM after PreStop and SIGKILL when the grace ends.
  * Every wait is bounded; `destroy()` kills the namespace's init, which ends every process in it.
  */
+import assert from 'node:assert/strict';
+import type { TestContext } from 'node:test';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { accessSync, chmodSync, constants as fsConstants, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -445,3 +447,38 @@ export function selfSignedCert(dir: string): { cert: string; key: string } | und
 }
 
 export { parseYaml };
+
+/**
+ * Starts a pod for one test and always destroys it; on failure, prints what the sidecar said.
+ * Skips, saying why, where the harness cannot run. With `tokenNeverLogged`, also asserts the token
+ * appears in no line the sidecar wrote.
+ */
+export async function withPod(
+  t: TestContext,
+  def: PodDef,
+  body: (pod: Pod) => Promise<void>,
+  opts: { tokenNeverLogged?: boolean } = {},
+): Promise<void> {
+  const missing = missingPrerequisite();
+  if (missing) {
+    t.skip(missing);
+    return;
+  }
+  const pod = await Pod.start(def);
+  try {
+    await body(pod);
+    if (opts.tokenNeverLogged) assert.ok(!pod.sidecarLog.join('\n').includes(pod.token) && !pod.sidecarStderr.includes(pod.token), 'the token is in no log line');
+  } catch (e) {
+    t.diagnostic(`sidecar log:\n${pod.sidecarLog.slice(-40).join('\n')}\nstderr: ${pod.sidecarStderr}`);
+    throw e;
+  } finally {
+    await pod.destroy();
+  }
+}
+
+/** The sidecar's report of the last run of a container's phase (`GET .../last`, token sent). */
+export async function lastReport(pod: Pod, container: string, phase: string): Promise<Record<string, any>> {
+  const r = await get(pod.port, `/v1/hooks/${container}/${phase}/last`, pod.token);
+  assert.equal(r.status, 200, r.body);
+  return JSON.parse(r.body) as Record<string, any>;
+}
