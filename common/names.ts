@@ -55,8 +55,6 @@ export function hookPath(container: string, phase: Phase): string {
 
 /** Kubernetes grace period when the pod sets none. */
 export const DEFAULT_GRACE_SECONDS = 30;
-/** The kubelet always gives a container at least this long after PreStop (minimumGracePeriodInSeconds). */
-export const KUBELET_MIN_GRACE_AFTER_PRESTOP_SECONDS = 2;
 
 /** Version of the status annotation format and of the spec carried in {@link ENV_SPEC}. */
 export const STATUS_VERSION = 1;

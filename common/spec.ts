@@ -132,9 +132,11 @@ export interface ParseContext {
   source?: string;
 }
 
-type Obj = Record<string, unknown>;
+/** A JSON object (map), as parsed from YAML or JSON. */
+export type Obj = Record<string, unknown>;
 
-function isObj(v: unknown): v is Obj {
+/** True for a map: not null, not a list. */
+export function isObj(v: unknown): v is Obj {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 

@@ -4,7 +4,7 @@
  * a pod the mutation refuses becomes a denial with status code 400 and the located message.
  */
 import type { V1Pod } from '@kubernetes/client-node';
-import { HookSpecError } from '../common/spec.js';
+import { HookSpecError, isObj, type Obj } from '../common/spec.js';
 import type { Config } from './config.js';
 import { MutationError, mutatePod, type MutateOptions, type PodSecurityLevel, type ResolvedMode } from './mutate.js';
 import { computePatch } from './patch.js';
@@ -40,8 +40,6 @@ export interface ReviewOptions {
   podSecurityLevel?: (namespace: string) => PodSecurityLevel | undefined;
 }
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 interface Request {
   uid: string;

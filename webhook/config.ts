@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { V1ResourceRequirements } from '@kubernetes/client-node';
 import { DEFAULT_SIDECAR_PORT } from '../common/names.js';
-import { DEFAULT_ALLOWED_HOSTS, HANDLER_KINDS, type HandlerKind } from '../common/spec.js';
+import { DEFAULT_ALLOWED_HOSTS, HANDLER_KINDS, type HandlerKind, isObj, type Obj } from '../common/spec.js';
 
 export type SidecarMode = 'auto' | 'native' | 'container';
 export const SIDECAR_MODES: readonly SidecarMode[] = ['auto', 'native', 'container'];
@@ -53,8 +53,6 @@ export class ConfigError extends Error {
   }
 }
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Parses config text over the defaults. `source` names the file in error messages. */
 export function parseConfig(text: string, version: string, source = 'config'): Config {

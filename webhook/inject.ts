@@ -5,7 +5,7 @@
  */
 import type { V1ObjectMeta, V1Pod, V1PodSpec } from '@kubernetes/client-node';
 import { parseAllDocuments, stringify } from 'yaml';
-import { HookSpecError } from '../common/spec.js';
+import { HookSpecError, isObj, type Obj } from '../common/spec.js';
 import { MutationError, mutatePod, type MutateOptions } from './mutate.js';
 
 interface Template {
@@ -13,8 +13,6 @@ interface Template {
   spec?: V1PodSpec;
 }
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Where each workload kind keeps its pod template. */
 const TEMPLATE_PATHS: Record<string, string[]> = {
