@@ -4,15 +4,19 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdirSync, mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import {
   TlsError,
   fileTlsProvider,
+  goX509Problem,
   issueServingCert,
   loadKeyPairFiles,
   makeCa,
@@ -23,6 +27,8 @@ import {
   type TlsProvider,
 } from '../webhook/tls.js';
 import { memoryLogger, peerCertificate, waitFor } from './support/https.js';
+import { assertAllOk, goCertCheck } from './go/certcheck.js';
+import { legacyGoUnparseableBundle } from './go/fixtures.js';
 
 /** An HTTPS server on 127.0.0.1:0 serving whatever `provider` says; closed by the caller. */
 async function serve(provider: TlsProvider): Promise<{ port: number; close: () => Promise<void> }> {
@@ -202,4 +208,107 @@ test('file TLS: a missing or mismatched initial pair fails at start with the fil
   const { logger } = memoryLogger();
   assert.throws(() => fileTlsProvider({ certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'nope.key'), logger }), /--tls-key-file .*nope\.key: cannot read: ENOENT/);
   assert.throws(() => fileTlsProvider({ certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key'), logger }), /tls\.key: this private key does not belong to the certificate/);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Go's crypto/x509 (API server, kubelet, kubectl, cert-manager) must read every certificate we make.
+
+test('Go crypto/x509: the self-signed CA and serving certificate parse and verify for the Service names', async (t) => {
+  const check = goCertCheck(t);
+  if (!check) return;
+  const names = webhookServingNames();
+  const b = makeSelfSignedBundle({ ...names, validityDays: 30 });
+  const explicitCn = makeCa({ commonName: 'My CA @ tést (ünïcode)' });
+  const leafOfExplicit = issueServingCert({ ca: explicitCn, dnsNames: ['hook-runner.hook-runner-system.svc'] });
+  assertAllOk(
+    await check({
+      parse: [
+        { name: 'CA', pem: b.caCert, role: 'ca' },
+        { name: 'serving', pem: b.cert, role: 'serving' },
+        { name: 'CA with a caller-chosen CN', pem: explicitCn.cert, role: 'ca' },
+        { name: 'serving of that CA', pem: leafOfExplicit.cert, role: 'serving' },
+      ],
+      verify: [
+        { name: 'serving chain', roots: b.caCert, leaf: b.cert, dnsNames: names.dnsNames },
+        { name: 'serving chain (caller-chosen CN)', roots: explicitCn.cert, leaf: leafOfExplicit.cert, dnsNames: ['hook-runner.hook-runner-system.svc'] },
+      ],
+    }),
+    'self-signed bundle',
+  );
+});
+
+test('goX509Problem: names what Go refuses (the pre-issue-10 PrintableString CN) and passes what we make', () => {
+  const legacy = legacyGoUnparseableBundle(['hook-runner.hook-runner-system.svc']);
+  assert.match(String(goX509Problem(legacy.ca.cert)), /^issuer: attribute 2\.5\.4\.3: PrintableString "hook-runner-ca@\d+" holds characters PrintableString does not allow/);
+  assert.match(String(goX509Problem(legacy.serving.cert)), /^issuer: attribute 2\.5\.4\.3: PrintableString/);
+  assert.match(String(goX509Problem('junk')), /^not a certificate OpenSSL can read/);
+  const b = makeSelfSignedBundle(webhookServingNames());
+  assert.equal(goX509Problem(b.caCert), undefined);
+  assert.equal(goX509Problem(b.cert), undefined);
+  assert.equal(goX509Problem(makeCa({ commonName: 'My CA @ tést' }).cert), undefined);
+});
+
+test('Go crypto/x509 rejects what it must (the checker is not a rubber stamp)', async (t) => {
+  const check = goCertCheck(t);
+  if (!check) return;
+  const b = makeSelfSignedBundle(webhookServingNames());
+  const other = makeCa();
+  const legacy = legacyGoUnparseableBundle(['localhost']);
+  const results = await check({
+    parse: [{ name: 'junk', pem: '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n' }, { name: 'leaf as CA', pem: b.cert, role: 'ca' }, { name: 'legacy CA', pem: legacy.ca.cert }],
+    verify: [
+      { name: 'wrong CA', roots: other.cert, leaf: b.cert, dnsNames: ['localhost'] },
+      { name: 'wrong name', roots: b.caCert, leaf: b.cert, dnsNames: ['other.example'] },
+    ],
+  });
+  assert.deepEqual(results.map((r) => [r.name, r.ok]), [['junk', false], ['leaf as CA', false], ['legacy CA', false], ['wrong CA', false], ['wrong name', false]]);
+  assert.match(String(results[0]?.error), /x509|asn1/);
+  assert.match(String(results[2]?.error), /invalid PrintableString/);
+  assert.match(String(results[3]?.error), /unknown authority/);
+  assert.match(String(results[4]?.error), /not other\.example|valid for/);
+});
+
+test('the built binary: webhook --self-signed serves a chain Go verifies for <svc>.<ns>.svc (crypto/tls handshake, as the API server)', async (t) => {
+  const check = goCertCheck(t);
+  if (!check) return;
+  const cli = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli', 'main.js');
+  if (!existsSync(cli)) {
+    t.skip('needs a build: dist/cli/main.js is missing (npm test builds first; or run npm run build)');
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'hook-runner-tls-go-'));
+  const caOut = join(dir, 'ca.pem');
+  // Outside a cluster on purpose: --self-signed then makes its CA in memory (webhook/cli.ts).
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'KUBERNETES_SERVICE_HOST'));
+  const child = spawn(process.execPath, [cli, 'webhook', '--self-signed', '--listen', '127.0.0.1:0', '--ca-out', caOut, '--shutdown-delay-seconds', '0'], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const killer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  t.after(() => {
+    clearTimeout(killer);
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const lines: { msg: string; port?: number }[] = [];
+  createInterface({ input: child.stdout }).on('line', (l) => lines.push(JSON.parse(l) as { msg: string; port?: number }));
+  const listening = await Promise.race([
+    waitFor('the listening log line', () => lines.find((l) => l.msg.startsWith('webhook listening')), { tries: 400 }),
+    exited.then((code) => {
+      throw new Error(`the webhook exited early with ${code}: ${stderr}`);
+    }),
+  ]);
+  const ca = readFileSync(caOut, 'utf8');
+  const addr = `127.0.0.1:${Number(listening.port)}`;
+  assertAllOk(
+    await check({
+      parse: [{ name: 'CA from --ca-out', pem: ca, role: 'ca' }],
+      handshake: [
+        { name: 'as the API server', addr, roots: ca, serverName: 'hook-runner.hook-runner-system.svc' },
+        { name: 'as a local user', addr, roots: ca, serverName: 'localhost' },
+      ],
+    }),
+    'webhook --self-signed',
+  );
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0, `exit code after SIGTERM; stderr: ${stderr}`);
 });

@@ -306,8 +306,11 @@ export function webhookServingNames(service = DEFAULT_SERVICE_NAME, namespace = 
   return { dnsNames: [service, `${service}.${namespace}`, `${service}.${namespace}.svc`, 'localhost'], ipAddresses: ['127.0.0.1'] };
 }
 
+/** ASN.1 UTF8String: the type every name attribute we write uses (see {@link makeCa}). */
+const UTF8 = forge.asn1.Type.UTF8 as unknown as forge.asn1.Class;
+
 /** Clock skew between us and the API server must not make a fresh certificate "not yet valid". */
-const BACKDATE_MS = 5 * 60 * 1000;
+export const BACKDATE_MS = 5 * 60 * 1000;
 const DAY_MS = 24 * 3600 * 1000;
 const MAX_VALIDITY_DAYS = 3650;
 
@@ -354,10 +357,13 @@ export function makeCa(opts: { commonName?: string; validityDays?: number; now?:
   cert.publicKey = keys.publicKey;
   cert.serialNumber = randomSerial();
   validity(cert, now, days);
-  // The timestamp tells apart the CAs of several bootstraps in logs and in a caBundle.
+  // The timestamp tells apart the CAs of several bootstraps in logs and in a caBundle (the form
+  // Kubernetes' own self-signed CAs use). UTF8String, never node-forge's default PrintableString:
+  // '@' is not a PrintableString character and Go's crypto/x509 (API server, kubelet) refuses the
+  // whole certificate over it, and over any caller-chosen name outside that character set.
   const subject = [
-    { name: 'commonName', value: opts.commonName ?? `hook-runner-ca@${Math.floor(now.getTime() / 1000)}` },
-    { name: 'organizationName', value: 'hook-runner' },
+    { name: 'commonName', value: opts.commonName ?? `hook-runner-ca@${Math.floor(now.getTime() / 1000)}`, valueTagClass: UTF8 },
+    { name: 'organizationName', value: 'hook-runner', valueTagClass: UTF8 },
   ];
   cert.setSubject(subject);
   cert.setIssuer(subject);
@@ -395,8 +401,10 @@ export function issueServingCert(opts: { ca: PemPair; dnsNames: string[]; ipAddr
   cert.serialNumber = randomSerial();
   validity(cert, now, days);
   // Go's verifier (the API server) ignores the CN and matches only SANs; the CN is for humans.
-  cert.setSubject([{ name: 'commonName', value: opts.dnsNames.find((n) => n.endsWith('.svc')) ?? opts.dnsNames[0] ?? ips[0] ?? 'hook-runner' }]);
-  cert.setIssuer(caCert.subject.attributes);
+  cert.setSubject([{ name: 'commonName', value: opts.dnsNames.find((n) => n.endsWith('.svc')) ?? opts.dnsNames[0] ?? ips[0] ?? 'hook-runner', valueTagClass: UTF8 }]);
+  // The issuer must be the CA's subject byte for byte. forge keeps UTF8String values of a parsed
+  // name undecoded and would encode them again; decode them first.
+  cert.setIssuer(caCert.subject.attributes.map((a) => (a.valueTagClass === UTF8 && typeof a.value === 'string' ? { ...a, value: forge.util.decodeUtf8(a.value) } : a)));
   cert.setExtensions([
     { name: 'basicConstraints', cA: false, critical: true },
     { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
@@ -406,7 +414,10 @@ export function issueServingCert(opts: { ca: PemPair; dnsNames: string[]; ipAddr
     { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
   ]);
   cert.sign(caKey, forge.md.sha256.create());
-  return { cert: forge.pki.certificateToPem(cert), key: forge.pki.privateKeyToPem(keys.privateKey) };
+  const pem = forge.pki.certificateToPem(cert);
+  const issued = new X509Certificate(pem);
+  if (!issued.checkIssued(new X509Certificate(opts.ca.cert))) throw new TlsError(`CA: the serving certificate's issuer (${issued.issuer.replace(/\n/g, ', ')}) does not match the CA's subject; expected a CA whose name node-forge can copy (UTF8String or PrintableString attributes)`);
+  return { cert: pem, key: forge.pki.privateKeyToPem(keys.privateKey) };
 }
 
 /** A new CA and a serving certificate signed by it. Pure: no files, no network. */
@@ -415,4 +426,123 @@ export function makeSelfSignedBundle(opts: SelfSignedOptions): SelfSignedBundle 
   const ca = makeCa({ commonName: opts.caCommonName, validityDays: opts.caValidityDays ?? days, now: opts.now });
   const serving = issueServingCert({ ca, dnsNames: opts.dnsNames, ipAddresses: opts.ipAddresses, validityDays: days, now: opts.now });
   return { caCert: ca.cert, caKey: ca.key, cert: serving.cert, key: serving.key };
+}
+
+// ---------------------------------------------------------------------------------------------
+// What Go's crypto/x509 refuses and OpenSSL/Node accept
+
+/** Characters Go accepts in a PrintableString: X.680's set plus '*' and '&' (crypto/x509 tolerates both). */
+const PRINTABLE = /^[A-Za-z0-9 '()+,\-./:=?*&]*$/;
+const T = forge.asn1.Type;
+const OID_SAN = '2.5.29.17';
+
+type Asn1 = forge.asn1.Asn1;
+const kids = (n: Asn1 | undefined): Asn1[] => (n && Array.isArray(n.value) ? n.value : []);
+const bytes = (n: Asn1 | undefined): string => (n && typeof n.value === 'string' ? n.value : '');
+
+function nameProblem(name: Asn1 | undefined, where: string): string | undefined {
+  if (!name || name.type !== T.SEQUENCE) return `${where}: not a Name (SEQUENCE expected)`;
+  for (const rdn of kids(name)) {
+    for (const atv of kids(rdn)) {
+      const [oid, value] = kids(atv);
+      if (!oid || !value) return `${where}: malformed attribute`;
+      const attr = forge.asn1.derToOid(bytes(oid));
+      const v = bytes(value);
+      const bad = (why: string) => `${where}: attribute ${attr}: ${why}`;
+      switch (value.type as number) {
+        case T.PRINTABLESTRING:
+          if (!PRINTABLE.test(v)) return bad(`PrintableString ${JSON.stringify(v)} holds characters PrintableString does not allow (use UTF8String)`);
+          break;
+        case T.IA5STRING:
+          if (/[^\x00-\x7f]/.test(v)) return bad('IA5String with non-ASCII bytes');
+          break;
+        case T.UTF8:
+          try {
+            new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(v, 'binary'));
+          } catch {
+            return bad('UTF8String that is not valid UTF-8');
+          }
+          break;
+        case 18: // NumericString
+          if (!/^[0-9 ]*$/.test(v)) return bad('NumericString with characters other than digits and space');
+          break;
+        case T.BMPSTRING:
+          if (v.length % 2 !== 0) return bad('BMPString of odd length');
+          break;
+        case 20: // T61String: Go reads it as Latin-1
+          break;
+        default:
+          return bad(`string type ${value.type} that Go does not read`);
+      }
+    }
+  }
+  return undefined;
+}
+
+function sanProblem(extnValue: string): string | undefined {
+  let names: Asn1;
+  try {
+    names = forge.asn1.fromDer(extnValue, true);
+  } catch (e) {
+    return `subjectAltName: not DER: ${(e as Error).message}`;
+  }
+  for (const gn of kids(names)) {
+    if (gn.tagClass !== forge.asn1.Class.CONTEXT_SPECIFIC) continue;
+    const v = bytes(gn);
+    if ((gn.type === 1 || gn.type === 2 || gn.type === 6) && /[^\x00-\x7f]/.test(v)) return `subjectAltName: ${JSON.stringify(v)} is not IA5String (ASCII)`;
+    if (gn.type === 7 && v.length !== 4 && v.length !== 16) return `subjectAltName: an IP address of ${v.length} bytes`;
+  }
+  return undefined;
+}
+
+/**
+ * Why Go's crypto/x509 would refuse this certificate (or a stricter Go release would), or
+ * undefined. Covers what has bitten us and what node-forge can produce: string types and character
+ * sets of names and SANs, the serial (positive, minimal, at most 20 octets), time encodings,
+ * duplicate extensions. test/go/certcheck is the proof with Go itself; this is the run-time guard
+ * that keeps such a certificate out of a Secret and a caBundle.
+ */
+export function goX509Problem(pem: string): string | undefined {
+  let der: Buffer;
+  try {
+    der = new X509Certificate(pem).raw;
+  } catch (e) {
+    return `not a certificate OpenSSL can read: ${(e as Error).message}`;
+  }
+  let tbs: Asn1[];
+  try {
+    tbs = kids(kids(forge.asn1.fromDer(der.toString('binary'), true))[0]);
+  } catch (e) {
+    return `not DER: ${(e as Error).message}`;
+  }
+  let i = 0;
+  if (tbs[0]?.tagClass === forge.asn1.Class.CONTEXT_SPECIFIC && tbs[0].type === 0) i = 1;
+  const serial = bytes(tbs[i]);
+  const b0 = serial.charCodeAt(0);
+  if (tbs[i]?.type !== T.INTEGER || serial.length === 0) return 'serial: not an INTEGER';
+  if (b0 & 0x80) return 'serial: negative';
+  if (serial.length > 1 && b0 === 0 && !(serial.charCodeAt(1) & 0x80)) return 'serial: not minimally encoded (leading zero byte)';
+  if (/^\x00+$/.test(serial)) return 'serial: zero';
+  if (serial.length > 20) return `serial: ${serial.length} octets, at most 20 allowed`;
+  const issuer = nameProblem(tbs[i + 2], 'issuer');
+  if (issuer) return issuer;
+  for (const t of kids(tbs[i + 3])) {
+    const v = bytes(t);
+    if (t.type === T.UTCTIME ? !/^\d{12}Z$/.test(v) : t.type === T.GENERALIZEDTIME ? !/^\d{14}Z$/.test(v) : true) return `validity: ${JSON.stringify(v)} is not a UTCTime/GeneralizedTime Go accepts`;
+  }
+  const subject = nameProblem(tbs[i + 4], 'subject');
+  if (subject) return subject;
+  const exts = tbs.find((n) => n.tagClass === forge.asn1.Class.CONTEXT_SPECIFIC && n.type === 3);
+  const seen = new Set<string>();
+  for (const ext of kids(kids(exts)[0])) {
+    const parts = kids(ext);
+    const oid = forge.asn1.derToOid(bytes(parts[0]));
+    if (seen.has(oid)) return `extension ${oid} appears twice`;
+    seen.add(oid);
+    if (oid === OID_SAN) {
+      const problem = sanProblem(bytes(parts[parts.length - 1]));
+      if (problem) return problem;
+    }
+  }
+  return undefined;
 }
