@@ -28,6 +28,9 @@ import {
   tlsSecretData,
   type TlsMaterial,
 } from '../webhook/cert-bootstrap.js';
+import { issueServingCert, staticTlsProvider, type TlsProvider } from '../webhook/tls.js';
+import { assertAllOk, goCertCheck, type CertChecks, type CheckResult } from './go/certcheck.js';
+import { legacyGoUnparseableBundle } from './go/fixtures.js';
 import { detectSidecarMode, modeForVersion, parseKubeVersion } from '../webhook/sidecar-mode.js';
 import { NamespaceController, SIDECAR_ROLEBINDING_NAME, podSecurityLevelOf, sidecarRoleBinding } from '../webhook/namespace-controller.js';
 import { startInCluster } from '../webhook/in-cluster.js';
@@ -51,14 +54,15 @@ async function withFake(fn: (fake: FakeApiServer) => Promise<void>): Promise<voi
   }
 }
 
-function seedWebhookConfig(fake: FakeApiServer, caBundle?: string): void {
+/** Puts the configuration with two webhook entries; returns its resourceVersion. */
+function seedWebhookConfig(fake: FakeApiServer, caBundle?: string): string {
   const wh = (name: string) => ({
     name,
     admissionReviewVersions: ['v1'],
     sideEffects: 'None',
     clientConfig: { service: { name: SVC, namespace: NS, path: '/mutate', port: 443 }, ...(caBundle ? { caBundle } : {}) },
   });
-  fake.put('mutatingwebhookconfigurations', { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration', metadata: { name: MWC }, webhooks: [wh('inject.hook-runner.dev'), wh('second.hook-runner.dev')] });
+  return fake.put('mutatingwebhookconfigurations', { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration', metadata: { name: MWC }, webhooks: [wh('inject.hook-runner.dev'), wh('second.hook-runner.dev')] }).metadata?.resourceVersion as string;
 }
 
 function bootstrap(fake: FakeApiServer, logger = memoryLogger().logger, extra: Partial<ConstructorParameters<typeof CertBootstrap>[0]> = {}): CertBootstrap {
@@ -96,11 +100,50 @@ function barrier(n: number, match: (r: { method: string; path: string }) => bool
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const fresh = (now = new Date(), days = 365, caDays = 1825) => applyCertPlan(undefined, { action: 'new', reason: 'test' }, { dnsNames: servingDnsNames(SVC, NS), now, validityDays: days, caValidityDays: caDays });
 
+/** The certificates in each webhook entry's caBundle. */
+function caBundles(fake: FakeApiServer): string[][] {
+  const cfg = fake.get('mutatingwebhookconfigurations', MWC) as { webhooks: { clientConfig: { caBundle?: string } }[] };
+  return cfg.webhooks.map((w) => splitPemCertificates(Buffer.from(w.clientConfig.caBundle ?? '', 'base64').toString('utf8')));
+}
+
+/** An HTTPS server on 127.0.0.1:0 serving what `provider` serves (a webhook pod, for the handshake). */
+async function serveTls(provider: TlsProvider): Promise<{ addr: string; close: () => Promise<void> }> {
+  const server = https.createServer(provider.serverOptions(), (_req, res) => res.end('ok'));
+  provider.attach(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    addr: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+/**
+ * What the API server and the kubelet do with the state in the fake, done by Go: parse the
+ * Secret's CA and serving certificate and every caBundle (all of it: one bad block fails the
+ * API server's call), verify the serving chain against the Secret's CA for every Service name and
+ * against the caBundle for `<svc>.<ns>.svc`, and a crypto/tls handshake to each pod by that name.
+ */
+async function goCheckState(check: (c: CertChecks) => Promise<CheckResult[]>, fake: FakeApiServer, label: string, pods: { name: string; addr: string }[] = []): Promise<CheckResult[]> {
+  const m = storedMaterial(fake);
+  const bundles = caBundles(fake).map((b) => b.join(''));
+  const svc = `${SVC}.${NS}.svc`;
+  const results = await check({
+    parse: [{ name: 'Secret ca.crt', pem: m.ca, role: 'ca' }, { name: 'Secret tls.crt', pem: m.cert, role: 'serving' }, ...bundles.map((pem, i) => ({ name: `caBundle of webhooks[${i}]`, pem, role: 'ca' as const }))],
+    verify: [{ name: 'tls.crt by ca.crt', roots: m.ca, leaf: m.cert, dnsNames: servingDnsNames(SVC, NS) }, ...bundles.map((roots, i) => ({ name: `tls.crt by caBundle of webhooks[${i}]`, roots, leaf: m.cert, dnsNames: [svc] }))],
+    handshake: pods.map((p) => ({ name: p.name, addr: p.addr, roots: bundles[0] ?? '', serverName: svc })),
+  });
+  assertAllOk(results, label);
+  return results;
+}
+
 describe('certificate bootstrap', () => {
   test('creates the Secret (type kubernetes.io/tls + ca.crt) and patches the caBundle of every webhook with a JSON patch', () =>
     withFake(async (fake) => {
       fake.setNamespace(NS);
-      seedWebhookConfig(fake);
+      const mwcRv = seedWebhookConfig(fake);
       const cb = bootstrap(fake);
       const m = await cb.start();
       await cb.stop();
@@ -127,6 +170,7 @@ describe('certificate bootstrap', () => {
       assert.equal(patches[0]?.contentType, 'application/json-patch+json');
       assert.equal(patches[0]?.status, 200);
       assert.deepEqual(patches[0]?.body, [
+        { op: 'test', path: '/metadata/resourceVersion', value: mwcRv },
         { op: 'test', path: '/webhooks/0/name', value: 'inject.hook-runner.dev' },
         { op: 'add', path: '/webhooks/0/clientConfig/caBundle', value: b64(m.ca) },
         { op: 'test', path: '/webhooks/1/name', value: 'second.hook-runner.dev' },
@@ -166,8 +210,9 @@ describe('certificate bootstrap', () => {
       assert.deepEqual(stored.webhooks.map((w) => w.clientConfig.caBundle), [b64(ma.ca), b64(ma.ca)]);
     }));
 
-  test('renews a serving certificate near expiry with an update carrying the resourceVersion, keeping the CA (no caBundle patch)', () =>
+  test('renews a serving certificate near expiry with an update carrying the resourceVersion, keeping the CA (no caBundle patch); Go reads the renewed one', (t) =>
     withFake(async (fake) => {
+      const check = goCertCheck(t);
       fake.setNamespace(NS);
       const old = fresh(new Date(Date.now() - 300 * DAY), 365, 1825); // 65 of 365 days left
       const rv = seedSecret(fake, old);
@@ -187,6 +232,7 @@ describe('certificate bootstrap', () => {
       assert.ok(Date.parse(new X509Certificate(m.cert).validTo) > Date.parse(new X509Certificate(old.cert).validTo) + 200 * DAY);
       assert.deepEqual(storedMaterial(fake), m);
       assert.equal(fake.calls('PATCH', MWC_PATH).length, 0, 'caBundle already trusts the CA');
+      if (check) await goCheckState(check, fake, 'renewed');
     }));
 
   test('two replicas renewing at once: one update wins, the other gets 409, re-reads and serves the winner\'s certificate', () =>
@@ -205,22 +251,35 @@ describe('certificate bootstrap', () => {
       assert.notEqual(ma.cert, old.cert);
     }));
 
-  test('rotates a CA near expiry: new CA first in ca.crt, old CA kept while valid, caBundle patched with both', () =>
+  test('rotates a CA near expiry: ca.crt is the new CA alone, the caBundle holds new + previous during the overlap, then the new one alone; Go verifies both pods meanwhile', (t) =>
     withFake(async (fake) => {
+      const check = goCertCheck(t);
       fake.setNamespace(NS);
       const old = fresh(new Date(Date.now() - 1500 * DAY), 365, 1825); // CA: 325 of 1825 days left
       seedSecret(fake, old);
       seedWebhookConfig(fake, b64(old.ca));
-      const cb = bootstrap(fake);
+      let clock = Date.now();
+      const cb = bootstrap(fake, undefined, { now: () => new Date(clock) });
+      // a pod that has not re-read the Secret yet, serving a (still valid) certificate of the old CA
+      const oldPod = await serveTls(staticTlsProvider(issueServingCert({ ca: { cert: old.ca, key: old.caKey }, dnsNames: servingDnsNames(SVC, NS), validityDays: 30 })));
       const m = await cb.start();
-      await cb.stop();
-      const cas = splitPemCertificates(m.ca);
-      assert.equal(cas.length, 2);
-      assert.notEqual(cas[0], old.ca);
-      assert.equal(cas[1], splitPemCertificates(old.ca)[0]);
-      assert.ok(new X509Certificate(m.cert).checkIssued(new X509Certificate(cas[0] as string)), 'serving cert from the new CA');
-      const patch = fake.calls('PATCH', MWC_PATH)[0]?.body as { op: string; value?: string }[];
-      assert.deepEqual(patch.filter((o) => o.op === 'add').map((o) => o.value), [b64(m.ca), b64(m.ca)]);
+      const newPod = await serveTls(cb.tlsProvider());
+      try {
+        assert.deepEqual(splitPemCertificates(m.ca), [m.ca], 'one CA in the Secret');
+        assert.notEqual(m.ca, old.ca);
+        assert.ok(new X509Certificate(m.cert).checkIssued(new X509Certificate(m.ca)), 'serving cert from the new CA');
+        assert.deepEqual(storedMaterial(fake), m);
+        assert.deepEqual(caBundles(fake), [[m.ca, old.ca], [m.ca, old.ca]], 'current + previous');
+        if (check) await goCheckState(check, fake, 'mid-rotation', [{ name: 'new pod', addr: newPod.addr }, { name: 'old pod (previous CA)', addr: oldPod.addr }]);
+
+        clock += 3 * 3600_000; // past the overlap (2 check intervals of 1 h)
+        await cb.checkNow();
+        assert.deepEqual(caBundles(fake), [[m.ca], [m.ca]], 'previous CA gone after the overlap');
+        if (check) await goCheckState(check, fake, 'after the rotation', [{ name: 'new pod', addr: newPod.addr }]);
+      } finally {
+        await cb.stop();
+        await Promise.all([oldPod.close(), newPod.close()]);
+      }
     }));
 
   test('a replica adopts the certificate another replica renewed and swaps its server\'s secure context', () =>
@@ -282,18 +341,197 @@ describe('certificate bootstrap', () => {
     assert.equal(planCertificates(m, { dnsNames: names, now: new Date(now.getTime() + 250 * DAY) }).action, 'reissue');
     assert.equal(planCertificates(m, { dnsNames: names, now: new Date(now.getTime() + 1300 * DAY) }).action, 'rotate-ca');
 
-    // caBundle: ours already there → nothing; another valid CA there → kept (union); ours first.
-    assert.equal(desiredCaBundle(b64(m.ca), m.ca, now), undefined);
+    assert.deepEqual(planCertificates({ ...m, ca: m.ca + fresh(now).ca }, { dnsNames: names, now }).action, 'tidy');
+
+    // caBundle (overlap 2 h): ours alone → nothing; a CA made within the overlap is kept as the
+    // previous one (either order is fine); after the overlap only ours.
+    const H = 3600_000;
+    const decoded = (b?: string) => splitPemCertificates(Buffer.from(b ?? '', 'base64').toString());
+    assert.equal(desiredCaBundle(b64(m.ca), m.ca, now, 2 * H), undefined);
     const other = fresh(now);
-    const union = Buffer.from(desiredCaBundle(b64(other.ca), m.ca, now) as string, 'base64').toString();
-    assert.deepEqual(splitPemCertificates(union), [...splitPemCertificates(m.ca), ...splitPemCertificates(other.ca)]);
-    assert.equal(desiredCaBundle(b64(m.ca + other.ca), m.ca, now), undefined);
-    const ops = caBundlePatch({ webhooks: [{ name: 'a', clientConfig: { caBundle: b64(m.ca) } }, { name: 'b', clientConfig: {} }] } as never, m.ca, now);
+    assert.deepEqual(decoded(desiredCaBundle(b64(other.ca), m.ca, now, 2 * H)), [m.ca, other.ca]);
+    assert.equal(desiredCaBundle(b64(other.ca + m.ca), m.ca, now, 2 * H), undefined);
+    assert.deepEqual(decoded(desiredCaBundle(b64(m.ca + other.ca), m.ca, new Date(now.getTime() + 3 * H), 2 * H)), [m.ca]);
+    assert.deepEqual(decoded(desiredCaBundle(b64(m.ca + m.ca), m.ca, now, 2 * H)), [m.ca], 'duplicates go');
+    assert.deepEqual(decoded(desiredCaBundle(b64(`junk\n${m.ca}`), m.ca, now, 2 * H)), [m.ca], 'text around the PEM goes');
+    const ops = caBundlePatch({ metadata: { resourceVersion: '42' }, webhooks: [{ name: 'a', clientConfig: { caBundle: b64(m.ca) } }, { name: 'b', clientConfig: {} }] } as never, m.ca, now, 2 * H);
     assert.deepEqual(ops, [
+      { op: 'test', path: '/metadata/resourceVersion', value: '42' },
       { op: 'test', path: '/webhooks/1/name', value: 'b' },
       { op: 'add', path: '/webhooks/1/clientConfig/caBundle', value: b64(m.ca) },
     ]);
   });
+});
+
+describe('certificate convergence from any starting state (issue 10)', () => {
+  const H = 3600_000;
+  const svcNames = () => servingDnsNames(SVC, NS);
+  const secretWrites = (fake: FakeApiServer) => fake.requests.filter((r) => r.path.startsWith(`/api/v1/namespaces/${NS}/secrets`) && r.method !== 'GET');
+
+  test('Secret deleted while old pods run: the new pod starts (no restart loop) with a new CA; old and new pods both verify against the caBundle; old pods adopt; the previous CA goes after the overlap', (t) =>
+    withFake(async (fake) => {
+      const check = goCertCheck(t);
+      fake.setNamespace(NS);
+      seedWebhookConfig(fake);
+      let clock = Date.now();
+      const now = () => new Date(clock);
+      const oldPod = bootstrap(fake, undefined, { now });
+      const m1 = await oldPod.start();
+      const oldServer = await serveTls(oldPod.tlsProvider());
+      fake.remove('secrets', TLS_SECRET_NAME, NS);
+
+      const newPod = bootstrap(fake, undefined, { now });
+      const m2 = await newPod.start(); // a rejection here is the restart loop
+      const newServer = await serveTls(newPod.tlsProvider());
+      try {
+        assert.notEqual(m2.ca, m1.ca, 'a new CA');
+        assert.deepEqual(splitPemCertificates(storedMaterial(fake).ca), [m2.ca], 'one CA in the Secret');
+        assert.deepEqual(caBundles(fake), [[m2.ca, m1.ca], [m2.ca, m1.ca]], 'new CA + the one the old pods still serve');
+        if (check) await goCheckState(check, fake, 're-bootstrap', [{ name: 'old pod', addr: oldServer.addr }, { name: 'new pod', addr: newServer.addr }]);
+
+        // the old pod's hourly check adopts the Secret's certificate; the caBundle is already right
+        const patches = fake.calls('PATCH', MWC_PATH).length;
+        assert.equal(await oldPod.checkNow(), true);
+        assert.equal(oldPod.current().cert, m2.cert);
+        assert.equal(fake.calls('PATCH', MWC_PATH).length, patches, 'no caBundle flip-flop');
+        if (check) {
+          const r = await goCheckState(check, fake, 'old pod adopted', [{ name: 'old pod', addr: oldServer.addr }]);
+          assert.match(String(r.find((x) => x.check === 'handshake')?.detail), new RegExp(`serial 0*${new X509Certificate(m2.cert).serialNumber}$`, 'i'), 'the old pod serves the new certificate (no restart)');
+        }
+        // a restart of the new pod keeps everything
+        const restarted = bootstrap(fake, undefined, { now });
+        assert.deepEqual(await restarted.start(), m2);
+        await restarted.stop();
+
+        clock += 3 * H;
+        await Promise.all([oldPod.checkNow(), newPod.checkNow()]);
+        assert.deepEqual(caBundles(fake), [[m2.ca], [m2.ca]], 'previous CA gone after the overlap');
+        assert.equal(secretWrites(fake).length, 2, 'two creates (one per bootstrap), nothing else');
+      } finally {
+        await Promise.all([oldPod.stop(), newPod.stop()]);
+        await Promise.all([oldServer.close(), newServer.close()]);
+      }
+    }));
+
+  test('CA expired (and the serving certificate with it): a new CA replaces it; the expired CA leaves the caBundle at once', (t) =>
+    withFake(async (fake) => {
+      const check = goCertCheck(t);
+      fake.setNamespace(NS);
+      const old = fresh(new Date(Date.now() - 400 * DAY), 30, 30);
+      seedSecret(fake, old);
+      seedWebhookConfig(fake, b64(old.ca));
+      const cb = bootstrap(fake);
+      const m = await cb.start();
+      await cb.stop();
+      assert.notEqual(m.ca, old.ca);
+      assert.deepEqual(storedMaterial(fake), m);
+      assert.deepEqual(splitPemCertificates(m.ca), [m.ca]);
+      assert.deepEqual(caBundles(fake), [[m.ca], [m.ca]]);
+      if (check) await goCheckState(check, fake, 'after an expired CA');
+    }));
+
+  test('serving certificate expired, CA fine: re-issued by the same CA, the caBundle untouched', (t) =>
+    withFake(async (fake) => {
+      const check = goCertCheck(t);
+      fake.setNamespace(NS);
+      const old = fresh(new Date(Date.now() - 400 * DAY), 365, 1825);
+      assert.ok(Date.parse(new X509Certificate(old.cert).validTo) < Date.now(), 'the seeded serving certificate has expired');
+      seedSecret(fake, old);
+      seedWebhookConfig(fake, b64(old.ca));
+      const cb = bootstrap(fake);
+      const m = await cb.start();
+      await cb.stop();
+      assert.equal(m.ca, old.ca);
+      assert.notEqual(m.cert, old.cert);
+      assert.equal(fake.calls('PATCH', MWC_PATH).length, 0);
+      if (check) await goCheckState(check, fake, 'after an expired serving certificate');
+    }));
+
+  test('caBundle holding junk, 3 old CAs, a certificate Go cannot parse, duplicates: replaced by the current CA (+ the newest other while the current one is fresh)', (t) =>
+    withFake(async (fake) => {
+      const check = goCertCheck(t);
+      fake.setNamespace(NS);
+      const current = fresh(new Date(Date.now() - 100 * DAY)); // a steady Secret, made 100 days ago
+      seedSecret(fake, current);
+      const olds = [300, 200, 150].map((d) => fresh(new Date(Date.now() - d * DAY)).ca);
+      const legacy = legacyGoUnparseableBundle(svcNames()).ca.cert;
+      const junk = '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n';
+      const states = [`not PEM at all`, olds.join(''), `${current.ca}${legacy}`, `${current.ca}${current.ca}${junk}`];
+      for (const state of states) {
+        seedWebhookConfig(fake, b64(state));
+        const cb = bootstrap(fake);
+        await cb.start();
+        await cb.stop();
+        assert.deepEqual(caBundles(fake), [[current.ca], [current.ca]], `from ${state.slice(0, 40)}`);
+        if (check) await goCheckState(check, fake, `from ${state.slice(0, 40)}`);
+      }
+      assert.equal(secretWrites(fake).length, 0, 'the Secret was fine throughout');
+
+      // The same junk with a fresh CA (the Secret was just made): the newest valid old CA stays as the previous one.
+      fake.remove('secrets', TLS_SECRET_NAME, NS);
+      seedWebhookConfig(fake, b64(`junk\n${olds.join('')}${legacy}`));
+      const cb = bootstrap(fake);
+      const m = await cb.start();
+      await cb.stop();
+      assert.deepEqual(caBundles(fake), [[m.ca, olds[2]], [m.ca, olds[2]]]);
+      if (check) await goCheckState(check, fake, 'fresh CA over junk');
+    }));
+
+  test('a Secret left by a version Go could not read (PrintableString CN with @), or with 3 CAs in ca.crt: converges to one Go-readable CA', (t) =>
+    withFake(async (fake) => {
+      const check = goCertCheck(t);
+      fake.setNamespace(NS);
+      const legacy = legacyGoUnparseableBundle(svcNames());
+      seedSecret(fake, { cert: legacy.serving.cert, key: legacy.serving.key, ca: legacy.ca.cert, caKey: legacy.ca.key });
+      seedWebhookConfig(fake, b64(legacy.ca.cert));
+      const { logger, lines } = memoryLogger();
+      const cb = bootstrap(fake, logger);
+      const m = await cb.start();
+      await cb.stop();
+      assert.notEqual(m.ca, legacy.ca.cert);
+      assert.deepEqual(caBundles(fake), [[m.ca], [m.ca]], 'the unreadable CA is not kept as the previous one');
+      assert.ok(lines.some((l) => l.action === 'new' && /Go's crypto\/x509 .* cannot read the CA: .*PrintableString/.test(String(l.reason))), 'the reason is logged');
+      if (check) await goCheckState(check, fake, 'after a legacy Secret');
+
+      const three = [fresh().ca, fresh().ca];
+      seedSecret(fake, { ...m, ca: m.ca + three.join('') });
+      const again = bootstrap(fake);
+      assert.equal((await again.start()).cert, m.cert, 'same serving certificate');
+      await again.stop();
+      assert.deepEqual(storedMaterial(fake), m, 'ca.crt trimmed to the current CA');
+      if (check) await goCheckState(check, fake, 'after trimming ca.crt');
+    }));
+
+  test('two replicas racing from a broken state (legacy Secret, junk caBundle): one Secret write wins, both serve it, one caBundle patch, Go verifies both', (t) =>
+    withFake(async (fake) => {
+      const check = goCertCheck(t);
+      fake.setNamespace(NS);
+      const legacy = legacyGoUnparseableBundle(svcNames());
+      seedSecret(fake, { cert: legacy.serving.cert, key: legacy.serving.key, ca: legacy.ca.cert, caKey: legacy.ca.key });
+      const older = fresh(new Date(Date.now() - 200 * DAY)).ca;
+      seedWebhookConfig(fake, b64(`junk${legacy.ca.cert}${older}`));
+      const gates = [barrier(2, (r) => r.method === 'GET' && r.path === SECRET_PATH), barrier(2, (r) => r.method === 'GET' && r.path === MWC_PATH)];
+      fake.intercept = async (r) => {
+        for (const g of gates) await g?.(r);
+        return undefined;
+      };
+      const [a, b] = [bootstrap(fake), bootstrap(fake)];
+      const [ma, mb] = await Promise.all([a.start(), b.start()]);
+      const servers = await Promise.all([serveTls(a.tlsProvider()), serveTls(b.tlsProvider())]);
+      try {
+        assert.deepEqual(fake.calls('PUT', SECRET_PATH).map((r) => r.status).sort(), [200, 409]);
+        assert.equal(ma.cert, mb.cert);
+        assert.deepEqual(storedMaterial(fake), ma);
+        // both read the configuration before either patched: the second patch fails its resourceVersion test, re-reads, and finds nothing to do
+        assert.deepEqual(fake.calls('PATCH', MWC_PATH).map((r) => r.status).sort(), [200, 422]);
+        // the new CA is fresh, so the newest readable other CA stays as the previous one; junk and the unreadable one go
+        assert.deepEqual(caBundles(fake), [[ma.ca, older], [ma.ca, older]]);
+        if (check) await goCheckState(check, fake, 'after the race', [{ name: 'replica a', addr: servers[0].addr }, { name: 'replica b', addr: servers[1].addr }]);
+      } finally {
+        await Promise.all([a.stop(), b.stop()]);
+        await Promise.all(servers.map((s) => s.close()));
+      }
+    }));
 });
 
 describe('sidecar mode auto', () => {
@@ -515,8 +753,9 @@ describe('namespace controller', () => {
 });
 
 describe('startInCluster', () => {
-  test('resolves the mode, serves the Secret\'s certificate (verifiable with the caBundle by the Service name), answers podSecurityLevel', () =>
+  test('resolves the mode, serves the Secret\'s certificate (verifiable with the caBundle by the Service name, by Node and by Go), answers podSecurityLevel', (t) =>
     withFake(async (fake) => {
+      const check = goCertCheck(t);
       fake.setNamespace(NS);
       fake.setNamespace('apps', { 'hook-runner.dev/injection': 'enabled', 'pod-security.kubernetes.io/enforce': 'baseline' });
       seedWebhookConfig(fake);
@@ -549,6 +788,7 @@ describe('startInCluster', () => {
         await new Promise<void>((r) => (server as https.Server).listen(0, '127.0.0.1', () => r()));
         const peer = await peerCertificate({ port: (server.address() as AddressInfo).port, ca: tls.ca, servername: `${SVC}.${NS}.svc` });
         assert.equal(peer.serialNumber.toLowerCase(), new X509Certificate(tls.cert).serialNumber.toLowerCase());
+        if (check) await goCheckState(check, fake, 'startInCluster', [{ name: 'the webhook, as the API server calls it', addr: `127.0.0.1:${(server.address() as AddressInfo).port}` }]);
         await waitFor('RoleBinding in apps', () => fake.get('rolebindings', SIDECAR_ROLEBINDING_NAME, 'apps'));
       } finally {
         server?.close();

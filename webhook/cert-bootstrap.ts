@@ -6,27 +6,35 @@
  * - Start: read the Secret; absent → make a CA + serving cert (webhook/tls.ts) and create it. Two
  *   replicas racing both create; the loser gets 409, re-reads and uses the winner's.
  * - Renew: when less than `renewFraction` (1/3) of a certificate's validity is left, or its names
- *   or key do not fit, replace the Secret with an update carrying the resourceVersion we read
- *   (optimistic concurrency); a 409 means another replica renewed first: re-read and use that.
- *   The serving certificate is re-issued by the same CA, so the `caBundle` does not change and the
- *   other replicas' certificates stay trusted until they pick the new one up. When the CA itself
- *   nears expiry a new CA is made, and `ca.crt` carries the new CA followed by the old ones still
- *   valid, so certificates signed by either are trusted during the switch.
- * - caBundle: every webhook entry of the MutatingWebhookConfiguration gets the CA bundle, by JSON
- *   patch, only when its caBundle does not already contain all of our CAs. A replica never removes
- *   a still-valid CA it does not know (another replica may be serving with it): it writes the union.
- * - Every `checkIntervalMs` each replica re-reads the Secret, adopts a certificate another replica
- *   wrote (the server's secure context is swapped, no restart), renews when due, and re-checks the
- *   caBundle. Failures are logged and retried with backoff; the certificate in service stays.
+ *   or key do not fit, or Go's crypto/x509 could not read it ({@link goX509Problem}: a Secret left
+ *   by a version before issue 10), replace the Secret with an update carrying the resourceVersion
+ *   we read (optimistic concurrency); a 409 means another replica renewed first: re-read and use
+ *   that. The serving certificate is re-issued by the same CA, so the `caBundle` does not change.
+ *   When the CA itself nears expiry (or has expired, or is unreadable) a new CA is made.
+ * - Convergence (issue 10): whatever the starting state, the Secret ends with ONE CA (`ca.crt` is
+ *   the current CA alone) and every caBundle with the current CA plus at most one previous CA,
+ *   only while a rotation is under way: the newest other CA that Go can read and that is still
+ *   valid, kept while either it or the current CA was made less than `rotationOverlapMs` ago (two
+ *   check intervals: by then every replica has re-read the Secret and serves the new certificate).
+ *   Junk, expired and Go-unreadable certificates leave the caBundle at once (one of them makes the
+ *   API server refuse the whole bundle). The rule is a function of the bundle, the current CA and
+ *   the clock alone, so replicas agree on it and a replica that read the Secret just before a
+ *   rotation keeps the newer CA instead of removing it.
+ * - caBundle writes: a JSON patch guarded by `test` ops on the configuration's resourceVersion and
+ *   each entry's name; a failed test (422) or a conflict (409) re-reads and recomputes.
+ * - Every `checkIntervalMs` each replica re-reads the Secret, renews when due, fixes the caBundle,
+ *   and only then takes a new certificate into service (the server's secure context is swapped,
+ *   no restart): a new CA is trusted before anything signed by it is served. Failures are logged
+ *   and retried with backoff; the certificate in service stays.
  *
  * Secret `hook-runner-tls` (type kubernetes.io/tls): `tls.crt`, `tls.key` (serving pair),
- * `ca.crt` (CA bundle, current CA first), `ca.key` (current CA's key, to re-issue).
+ * `ca.crt` (the current CA), `ca.key` (its key, to re-issue).
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { AdmissionregistrationV1Api, CoreV1Api, V1MutatingWebhookConfiguration, V1Secret } from '@kubernetes/client-node';
 import type { Logger } from '../common/logger.js';
 import { JSON_PATCH, LABEL_MANAGED_BY, MANAGED_BY_VALUE, backoffMs, callOptions, describeError, sleep, statusCode } from './kube.js';
-import { TLS_CONTEXT_DEFAULTS, certInfo, issueServingCert, makeCa, type CertInfo, type TlsProvider } from './tls.js';
+import { BACKDATE_MS, TLS_CONTEXT_DEFAULTS, certInfo, goX509Problem, issueServingCert, makeCa, type CertInfo, type TlsProvider } from './tls.js';
 
 export const TLS_SECRET_NAME = 'hook-runner-tls';
 export const SECRET_KEY_CERT = 'tls.crt';
@@ -51,7 +59,7 @@ export function servingDnsNames(service: string, namespace: string): string[] {
 export interface TlsMaterial {
   cert: string;
   key: string;
-  /** CA bundle: the current CA first, then older CAs still valid. This is the caBundle. */
+  /** The current CA (older versions wrote several; {@link planCertificates} trims them). */
   ca: string;
   caKey: string;
 }
@@ -100,7 +108,9 @@ export type CertPlan =
   | { action: 'keep' }
   | { action: 'new'; reason: string }
   | { action: 'rotate-ca'; reason: string }
-  | { action: 'reissue'; reason: string };
+  | { action: 'reissue'; reason: string }
+  /** Certificates are fine; `ca.crt` holds more than the current CA: keep only that. */
+  | { action: 'tidy'; reason: string };
 
 export interface PlanOptions {
   dnsNames: string[];
@@ -140,17 +150,22 @@ export function planCertificates(m: TlsMaterial | undefined, opts: PlanOptions):
   if (!ca) return { action: 'new', reason: `${SECRET_KEY_CA} holds no readable certificate` };
   if (!ca.ca) return { action: 'new', reason: `${SECRET_KEY_CA}: the first certificate is not a CA` };
   if (!keyMatches(ca, m.caKey)) return { action: 'new', reason: `${SECRET_KEY_CA_KEY} is not the key of the CA in ${SECRET_KEY_CA}` };
+  const caProblem = goX509Problem(caPem as string);
+  if (caProblem) return { action: 'new', reason: `${SECRET_KEY_CA}: Go's crypto/x509 (API server, kubelet) cannot read the CA: ${caProblem}` };
   const caLeft = remainingFraction(ca, opts.now);
   if (caLeft < fraction) return { action: 'rotate-ca', reason: `CA expires ${new Date(ca.validTo).toISOString()} (${Math.max(0, Math.round(caLeft * 100))}% of its validity left)` };
   const cert = x509(m.cert);
   if (!cert) return { action: 'reissue', reason: `${SECRET_KEY_CERT} holds no readable certificate` };
   if (!keyMatches(cert, m.key)) return { action: 'reissue', reason: `${SECRET_KEY_KEY} is not the key of ${SECRET_KEY_CERT}` };
+  const certProblem = goX509Problem(m.cert);
+  if (certProblem) return { action: 'reissue', reason: `${SECRET_KEY_CERT}: Go's crypto/x509 cannot read the serving certificate: ${certProblem}` };
   if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) return { action: 'reissue', reason: 'serving certificate is not signed by the current CA' };
   const have = new Set(dnsNamesOf(cert));
   const missing = opts.dnsNames.filter((n) => !have.has(n));
   if (missing.length) return { action: 'reissue', reason: `serving certificate lacks ${missing.join(', ')}` };
   const left = remainingFraction(cert, opts.now);
   if (left < fraction) return { action: 'reissue', reason: `serving certificate expires ${new Date(cert.validTo).toISOString()} (${Math.max(0, Math.round(left * 100))}% of its validity left)` };
+  if (normalizePem(m.ca) !== caPem) return { action: 'tidy', reason: `${SECRET_KEY_CA} holds ${splitPemCertificates(m.ca).length} certificates (or other text); only the current CA belongs there` };
   return { action: 'keep' };
 }
 
@@ -165,52 +180,52 @@ export interface IssueOptions {
 export function applyCertPlan(m: TlsMaterial | undefined, plan: Exclude<CertPlan, { action: 'keep' }>, opts: IssueOptions): TlsMaterial {
   const days = opts.validityDays ?? DEFAULT_VALIDITY_DAYS;
   const caDays = opts.caValidityDays ?? DEFAULT_CA_VALIDITY_DAYS;
-  const stillValid = (pem: string): boolean => {
-    const c = x509(pem);
-    return !!c && Date.parse(c.validTo) > opts.now.getTime();
-  };
+  if (plan.action === 'tidy' && m) return { ...m, ca: splitPemCertificates(m.ca)[0] as string };
   let caCert: string;
   let caKey: string;
-  let bundle: string[];
-  if (plan.action === 'reissue' && m) {
+  if ((plan.action === 'reissue' || plan.action === 'tidy') && m) {
     caCert = splitPemCertificates(m.ca)[0] as string;
     caKey = m.caKey;
-    bundle = splitPemCertificates(m.ca).filter(stillValid);
   } else {
+    // The previous CA is not kept here: it stays trusted through the caBundle (desiredCaBundle).
     const ca = makeCa({ validityDays: caDays, now: opts.now });
     caCert = normalizePem(ca.cert);
     caKey = ca.key;
-    // Old CAs stay trusted until they expire: other replicas may still serve certificates they signed.
-    bundle = [...splitPemCertificates(ca.cert), ...(plan.action === 'rotate-ca' && m ? splitPemCertificates(m.ca).filter(stillValid) : [])];
   }
   // A serving certificate never outlives its CA.
   const caLeftDays = Math.floor((Date.parse((x509(caCert) as X509Certificate).validTo) - opts.now.getTime()) / DAY_MS);
   const serving = issueServingCert({ ca: { cert: caCert, key: caKey }, dnsNames: opts.dnsNames, validityDays: Math.max(1, Math.min(days, caLeftDays)), now: opts.now });
-  return { cert: normalizePem(serving.cert), key: normalizePem(serving.key), ca: bundle.join(''), caKey: normalizePem(caKey) };
+  return { cert: normalizePem(serving.cert), key: normalizePem(serving.key), ca: caCert, caKey: normalizePem(caKey) };
 }
 
-/** Fingerprints of the certificates in a PEM bundle. */
-function fingerprints(pem: string): string[] {
-  return splitPemCertificates(pem)
-    .map((p) => x509(p)?.fingerprint256)
-    .filter((f): f is string => !!f);
+/** A CA fit for a caBundle: Go reads it, it is a CA, and it is valid now. */
+function usableCa(pem: string, now: Date): X509Certificate | undefined {
+  const c = x509(pem);
+  if (!c || !c.ca || goX509Problem(pem)) return undefined;
+  return Date.parse(c.validFrom) <= now.getTime() + BACKDATE_MS && Date.parse(c.validTo) > now.getTime() ? c : undefined;
 }
 
 /**
- * The caBundle one webhook entry should get, or undefined when it already trusts all of ours.
- * Pure. Keeps the still-valid CAs already there that we do not know (see the module comment).
+ * The caBundle one webhook entry should get, or undefined when it already is that (in any order).
+ * Pure. `oursPem`'s first certificate is the current CA; the bundle is it plus at most the
+ * previous CA during a rotation (see the module comment for the rule).
  */
-export function desiredCaBundle(currentB64: string | undefined, oursPem: string, now: Date): string | undefined {
+export function desiredCaBundle(currentB64: string | undefined, oursPem: string, now: Date, rotationOverlapMs: number): string | undefined {
+  const oursText = splitPemCertificates(oursPem)[0];
+  const ours = oursText ? x509(oursText) : undefined;
+  if (!oursText || !ours) throw new CertBootstrapError('caBundle: our CA is not a readable certificate');
   const current = currentB64 ? Buffer.from(currentB64, 'base64').toString('utf8') : '';
-  const have = new Set(fingerprints(current));
-  const ours = splitPemCertificates(oursPem);
-  if (ours.length > 0 && ours.every((p) => have.has(x509(p)?.fingerprint256 ?? ''))) return undefined;
-  const oursFp = new Set(fingerprints(oursPem));
-  const extra = splitPemCertificates(current).filter((p) => {
-    const c = x509(p);
-    return !!c && !oursFp.has(c.fingerprint256) && Date.parse(c.validTo) > now.getTime();
-  });
-  return b64encode([...ours, ...extra].join(''));
+  const blocks = splitPemCertificates(current);
+  const fresh = (c: X509Certificate) => now.getTime() < Date.parse(c.validFrom) + BACKDATE_MS + rotationOverlapMs;
+  const previous = blocks
+    .map((p) => ({ p, c: usableCa(p, now) }))
+    .filter((e): e is { p: string; c: X509Certificate } => !!e.c && e.c.fingerprint256 !== ours.fingerprint256)
+    .sort((a, b) => Date.parse(b.c.validFrom) - Date.parse(a.c.validFrom))[0];
+  const want = [oursText, ...(previous && (fresh(ours) || fresh(previous.c)) ? [previous.p] : [])];
+  // Already right: the same certificates, each once, and nothing else in the text.
+  const leftover = normalizePem(current).replace(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g, '').trim();
+  if (leftover === '' && blocks.length === want.length && want.every((w) => blocks.includes(w))) return undefined;
+  return b64encode(want.join(''));
 }
 
 export interface JsonPatchOp {
@@ -219,17 +234,22 @@ export interface JsonPatchOp {
   value?: unknown;
 }
 
-/** JSON patch setting the caBundle of every entry that needs it; each guarded by a test of the entry's name (the list may have been re-applied in another order). */
-export function caBundlePatch(cfg: V1MutatingWebhookConfiguration, oursPem: string, now: Date): JsonPatchOp[] {
+/**
+ * JSON patch setting the caBundle of every entry that needs it: guarded by a test of the
+ * configuration's resourceVersion (anyone's write since our read fails it, and we recompute) and
+ * of each entry's name (the list may have been re-applied in another order).
+ */
+export function caBundlePatch(cfg: V1MutatingWebhookConfiguration, oursPem: string, now: Date, rotationOverlapMs: number): JsonPatchOp[] {
   const ops: JsonPatchOp[] = [];
   (cfg.webhooks ?? []).forEach((wh, i) => {
-    const next = desiredCaBundle(wh.clientConfig?.caBundle, oursPem, now);
+    const next = desiredCaBundle(wh.clientConfig?.caBundle, oursPem, now, rotationOverlapMs);
     if (next === undefined) return;
     ops.push({ op: 'test', path: `/webhooks/${i}/name`, value: wh.name });
     // `add` sets a member whether or not it exists (RFC 6902 §4.1); clientConfig is required, so it exists.
     ops.push({ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: next });
   });
-  return ops;
+  const rv = cfg.metadata?.resourceVersion;
+  return ops.length > 0 && rv ? [{ op: 'test', path: '/metadata/resourceVersion', value: rv }, ...ops] : ops;
 }
 
 export interface CertBootstrapOptions {
@@ -245,6 +265,8 @@ export interface CertBootstrapOptions {
   caValidityDays?: number;
   renewFraction?: number;
   checkIntervalMs?: number;
+  /** How long the previous CA stays in the caBundle after a new one is made (default 2 × checkIntervalMs). */
+  rotationOverlapMs?: number;
   /** Backoff of failed checks (caBundle patch, API errors), and of start-up attempts. */
   retryBaseMs?: number;
   retryMaxMs?: number;
@@ -285,6 +307,7 @@ export class CertBootstrap {
       caValidityDays: deps.caValidityDays ?? DEFAULT_CA_VALIDITY_DAYS,
       renewFraction: deps.renewFraction ?? DEFAULT_RENEW_FRACTION,
       checkIntervalMs: deps.checkIntervalMs ?? DEFAULT_CHECK_INTERVAL_MS,
+      rotationOverlapMs: deps.rotationOverlapMs ?? 2 * (deps.checkIntervalMs ?? DEFAULT_CHECK_INTERVAL_MS),
       retryBaseMs: deps.retryBaseMs ?? 1000,
       retryMaxMs: deps.retryMaxMs ?? 60_000,
       startTimeoutMs: deps.startTimeoutMs ?? 60_000,
@@ -351,8 +374,17 @@ export class CertBootstrap {
     this.running = (async () => {
       try {
         const before = this.material;
-        this.adopt(await this.converge(), 'check');
-        await this.ensureCaBundle();
+        const m = await this.converge();
+        // Trust first, serve second: a certificate of a new CA goes into service only once the
+        // caBundle holds that CA. A new serving certificate of the same CA needs no wait.
+        const sameCa = !!before && splitPemCertificates(before.ca)[0] === splitPemCertificates(m.ca)[0];
+        try {
+          await this.ensureCaBundle(m);
+        } catch (e) {
+          if (sameCa) this.adopt(m, 'check');
+          throw e;
+        }
+        this.adopt(m, 'check');
         return before !== this.material;
       } finally {
         this.running = undefined;
@@ -465,6 +497,7 @@ export class CertBootstrap {
       const current = 'material' in read ? read.material : undefined;
       const plan = planCertificates(current, { dnsNames: this.dnsNames, now, renewFraction: this.o.renewFraction });
       if (plan.action === 'keep') return current as TlsMaterial;
+      this.log.info({ action: plan.action, reason: plan.reason }, 'the Secret needs an update');
       if ('problem' in read) this.log.warn({ problem: read.problem }, 'the Secret is not usable; replacing its contents');
       const m = applyCertPlan(current, plan, { dnsNames: this.dnsNames, now, validityDays: this.o.validityDays, caValidityDays: this.o.caValidityDays });
       try {
@@ -484,7 +517,8 @@ export class CertBootstrap {
           },
           this.opts(),
         );
-        this.log.info({ action: plan.action, reason: plan.reason }, plan.action === 'rotate-ca' ? 'rotated the CA and re-issued the serving certificate' : 'renewed the serving certificate');
+        const what = { new: 'made a new CA and serving certificate', 'rotate-ca': 'rotated the CA and re-issued the serving certificate', reissue: 'renewed the serving certificate', tidy: 'trimmed ca.crt to the current CA' }[plan.action];
+        this.log.info({ action: plan.action, reason: plan.reason }, what);
         return m;
       } catch (e) {
         if (statusCode(e) !== 409) throw e;
@@ -494,20 +528,35 @@ export class CertBootstrap {
     throw new CertBootstrapError(`Secret ${namespace}/${name}: still changing under us after ${MAX_CONFLICT_ROUNDS} read/write rounds`);
   }
 
-  /** Patches the caBundle of every webhook entry that does not trust our CAs yet. Resolves true when it patched. */
-  async ensureCaBundle(): Promise<boolean> {
+  /**
+   * Brings the caBundle of every webhook entry to {@link desiredCaBundle} for `m` (default: the
+   * material in service). Resolves true when it patched. A concurrent write (our resourceVersion
+   * test fails: 422, or 409) re-reads and recomputes, a bounded number of times.
+   */
+  async ensureCaBundle(m: TlsMaterial = this.current()): Promise<boolean> {
     const name = this.o.webhookConfigName;
-    let cfg: V1MutatingWebhookConfiguration;
-    try {
-      cfg = await this.deps.admission.readMutatingWebhookConfiguration({ name }, this.opts());
-    } catch (e) {
-      if (statusCode(e) === 404) throw new CertBootstrapError(`MutatingWebhookConfiguration ${name} not found (not applied yet?); its caBundle cannot be set`);
-      throw e;
+    for (let round = 1; round <= MAX_CONFLICT_ROUNDS; round++) {
+      let cfg: V1MutatingWebhookConfiguration;
+      try {
+        cfg = await this.deps.admission.readMutatingWebhookConfiguration({ name }, this.opts());
+      } catch (e) {
+        if (statusCode(e) === 404) throw new CertBootstrapError(`MutatingWebhookConfiguration ${name} not found (not applied yet?); its caBundle cannot be set`);
+        throw e;
+      }
+      const ops = caBundlePatch(cfg, m.ca, this.o.now(), this.o.rotationOverlapMs);
+      if (ops.length === 0) return false;
+      try {
+        await this.deps.admission.patchMutatingWebhookConfiguration({ name, body: ops }, this.opts(true));
+      } catch (e) {
+        const code = statusCode(e);
+        if (code !== 409 && code !== 422) throw e;
+        this.log.info({ webhookConfiguration: name, round, status: code }, 'the webhook configuration changed since we read it; re-reading');
+        continue;
+      }
+      const bundle = ops.find((o) => o.op === 'add')?.value as string;
+      this.log.info({ webhookConfiguration: name, webhooks: ops.filter((o) => o.op === 'add').map((o) => o.path), caCount: splitPemCertificates(Buffer.from(bundle, 'base64').toString('utf8')).length }, 'caBundle set');
+      return true;
     }
-    const ops = caBundlePatch(cfg, this.current().ca, this.o.now());
-    if (ops.length === 0) return false;
-    await this.deps.admission.patchMutatingWebhookConfiguration({ name, body: ops }, this.opts(true));
-    this.log.info({ webhookConfiguration: name, webhooks: ops.filter((o) => o.op === 'add').map((o) => o.path) }, 'caBundle set');
-    return true;
+    throw new CertBootstrapError(`MutatingWebhookConfiguration ${name}: still changing under us after ${MAX_CONFLICT_ROUNDS} read/patch rounds`);
   }
 }
