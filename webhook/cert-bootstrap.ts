@@ -198,11 +198,11 @@ export function applyCertPlan(m: TlsMaterial | undefined, plan: Exclude<CertPlan
   return { cert: normalizePem(serving.cert), key: normalizePem(serving.key), ca: caCert, caKey: normalizePem(caKey) };
 }
 
-/** A CA fit for a caBundle: Go reads it, it is a CA, and it is valid now. */
+/** A CA fit for a caBundle: Go reads it, it is a CA, and it has not expired (a CA "not yet valid" by our clock is another replica's skew, not junk). */
 function usableCa(pem: string, now: Date): X509Certificate | undefined {
   const c = x509(pem);
   if (!c || !c.ca || goX509Problem(pem)) return undefined;
-  return Date.parse(c.validFrom) <= now.getTime() + BACKDATE_MS && Date.parse(c.validTo) > now.getTime() ? c : undefined;
+  return Date.parse(c.validTo) > now.getTime() ? c : undefined;
 }
 
 /**
