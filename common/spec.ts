@@ -339,7 +339,7 @@ class Validator {
     }
     return {
       [kind]: this.action(join(path, kind), kind, o[kind], container),
-      timeoutSeconds: o.timeoutSeconds === undefined ? this.ctx.defaults.timeoutSeconds : this.seconds(join(path, 'timeoutSeconds'), o.timeoutSeconds, { positive: true }),
+      timeoutSeconds: o.timeoutSeconds === undefined ? defaultTimeoutSeconds(kind, o[kind], this.ctx.defaults) : this.seconds(join(path, 'timeoutSeconds'), o.timeoutSeconds, { positive: true }),
       retries,
       retryDelaySeconds: o.retryDelaySeconds === undefined ? 1 : this.seconds(join(path, 'retryDelaySeconds'), o.retryDelaySeconds, { positive: false }),
       continueOnError: o.continueOnError === undefined ? false : this.bool(join(path, 'continueOnError'), o.continueOnError),
@@ -375,6 +375,19 @@ class Validator {
   }
 }
 
+/**
+ * The timeout of an item that sets none: the configured default, except that a sleep always gets
+ * longer than itself, so it runs its full length (DESIGN §4, as the native `sleep`); only a
+ * `timeoutSeconds` the user wrote can cut a sleep short. The action is already validated here.
+ */
+function defaultTimeoutSeconds(kind: HandlerKind, action: unknown, defaults: SpecDefaults): number {
+  if (kind !== 'sleep') return defaults.timeoutSeconds;
+  const seconds = isObj(action) ? action.seconds : undefined;
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds)) return defaults.timeoutSeconds;
+  // +1: the sidecar arms the timeout before the sleep's own timer, and equal timers fire in that order.
+  return Math.min(MAX_SECONDS, Math.max(defaults.timeoutSeconds, Math.ceil(seconds) + 1));
+}
+
 /** Validates and normalises parsed annotation data. Throws {@link HookSpecError}. */
 export function normaliseHooks(data: unknown, ctx: ParseContext): HookSpec {
   return new Validator(ctx).spec(data);
@@ -387,7 +400,8 @@ export function normaliseHandler(path: string, data: unknown, container: string,
 
 /**
  * Converts a native `lifecycle` handler into annotation form, or explains why it cannot be adopted.
- * Native `sleep` and `tcpSocket` have no timeout of their own; they get the configured default.
+ * Native handlers have no timeout of their own; the webhook gives adopted ones native bounds
+ * (webhook/mutate.ts, `adoptNative`), never the configured default.
  */
 export function nativeToAnnotationItem(h: V1LifecycleHandler): Obj | undefined {
   if (h.exec) return { exec: { command: h.exec.command ?? [] } };
