@@ -5,6 +5,10 @@ import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import {
   ANNOTATION_ADOPT_NATIVE,
   ANNOTATION_HOOKS,
+  ANNOTATION_SIDECAR_CPU_LIMIT,
+  ANNOTATION_SIDECAR_CPU_REQUEST,
+  ANNOTATION_SIDECAR_MEMORY_LIMIT,
+  ANNOTATION_SIDECAR_MEMORY_REQUEST,
   ANNOTATION_STATUS,
   ENV_CALLERS,
   ENV_MARKER,
@@ -17,7 +21,7 @@ import {
 } from '../common/names.js';
 import { MAX_SECONDS, parseSpecJson } from '../common/spec.js';
 import { defaultConfig, parseConfig } from '../webhook/config.js';
-import { MAX_ENV_STRING_BYTES, MutationError, mutatePod, pickSidecarPort } from '../webhook/mutate.js';
+import { MAX_ENV_STRING_BYTES, MutationError, mutatePod, parseQuantity, pickSidecarPort } from '../webhook/mutate.js';
 import { formatYaml, injectDocuments, parseDocuments } from '../webhook/inject.js';
 import { BadReviewError, reviewAdmission } from '../webhook/admission.js';
 import { applyPatch } from '../webhook/patch.js';
@@ -303,6 +307,26 @@ test('security context: restricted for http/sleep/tcp, exactly the measured sets
   for (const sc of [exec, signal]) assert.ok(!sc.capabilities!.add!.includes('SYS_ADMIN'));
   // exec/signal sidecars are outside baseline: SYS_PTRACE and DAC_READ_SEARCH (DESIGN §5).
   assert.deepEqual(baselineViolations({ name: 'hook-runner', securityContext: signal }), ['hook-runner: capabilities SYS_PTRACE, DAC_READ_SEARCH are not allowed by baseline']);
+});
+
+test('sidecar resources by pod annotation: validated quantities over the configured ones; a request above its limit is refused', () => {
+  const withAnnotations = (a: Record<string, string>) => pod('app: {preStop: [{exec: {command: [/dump]}}]}', {}, { annotations: a });
+  const r = injected(withAnnotations({ [ANNOTATION_SIDECAR_MEMORY_LIMIT]: '1Gi', [ANNOTATION_SIDECAR_MEMORY_REQUEST]: '256Mi', [ANNOTATION_SIDECAR_CPU_LIMIT]: '2', [ANNOTATION_SIDECAR_CPU_REQUEST]: '250m' }));
+  assert.deepEqual(sidecarOf(r.pod).resources, { requests: { cpu: '250m', memory: '256Mi' }, limits: { memory: '1Gi', cpu: '2' } });
+  // Only the limit: the configured request (32Mi) stays.
+  assert.deepEqual(sidecarOf(injected(withAnnotations({ [ANNOTATION_SIDECAR_MEMORY_LIMIT]: '512Mi' })).pod).resources, { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '512Mi' } });
+  assert.deepEqual(sidecarOf(injected(pod('app: {preStop: [{sleep: {seconds: 1}}]}')).pod).resources, config.sidecar.resources);
+  for (const bad of ['lots', '-1Gi', '0', '1GB', '1e999', '']) {
+    assert.throws(() => mutatePod(withAnnotations({ [ANNOTATION_SIDECAR_MEMORY_LIMIT]: bad }), { config, mode: 'native' }), {
+      message: `metadata.annotations[hook-runner.dev/sidecar-memory-limit]: must be a positive Kubernetes quantity such as 256Mi or 1Gi, got ${JSON.stringify(bad)}`,
+    });
+  }
+  assert.throws(() => mutatePod(withAnnotations({ [ANNOTATION_SIDECAR_MEMORY_LIMIT]: '16Mi' }), { config, mode: 'native' }), {
+    message: "metadata.annotations[hook-runner.dev/sidecar-memory-limit]: the sidecar's memory request 32Mi (from the hook-runner configuration (sidecar.resources)) is above its limit 16Mi (from hook-runner.dev/sidecar-memory-limit); Kubernetes refuses a request above its limit, set both",
+  });
+  assert.equal(parseQuantity('1.5Gi'), 1.5 * 2 ** 30);
+  assert.equal(parseQuantity('100m'), 0.1);
+  assert.equal(parseQuantity('1e3'), 1000);
 });
 
 test('container mode with restartPolicy Never warns that the pod would not complete', () => {

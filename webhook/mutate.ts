@@ -5,10 +5,14 @@
  * the same input and token always give the same output.
  */
 import { randomBytes } from 'node:crypto';
-import type { V1Container, V1EnvVar, V1Lifecycle, V1LifecycleHandler, V1Pod, V1PodSpec } from '@kubernetes/client-node';
+import type { V1Container, V1EnvVar, V1Lifecycle, V1LifecycleHandler, V1Pod, V1PodSpec, V1ResourceRequirements } from '@kubernetes/client-node';
 import {
   ANNOTATION_ADOPT_NATIVE,
   ANNOTATION_HOOKS,
+  ANNOTATION_SIDECAR_CPU_LIMIT,
+  ANNOTATION_SIDECAR_CPU_REQUEST,
+  ANNOTATION_SIDECAR_MEMORY_LIMIT,
+  ANNOTATION_SIDECAR_MEMORY_REQUEST,
   ANNOTATION_STATUS,
   DEFAULT_GRACE_SECONDS,
   ENV_CALLERS,
@@ -281,6 +285,65 @@ function budgetWarnings(spec: HookSpec, grace: number, unbounded: ReadonlySet<Ha
   return out;
 }
 
+/** Per-pod sidecar resources (12.9): annotation, the part of `resources` it sets, the resource. */
+const RESOURCE_ANNOTATIONS = [
+  [ANNOTATION_SIDECAR_CPU_REQUEST, 'requests', 'cpu'],
+  [ANNOTATION_SIDECAR_MEMORY_REQUEST, 'requests', 'memory'],
+  [ANNOTATION_SIDECAR_CPU_LIMIT, 'limits', 'cpu'],
+  [ANNOTATION_SIDECAR_MEMORY_LIMIT, 'limits', 'memory'],
+] as const;
+
+const QUANTITY_SUFFIX: Record<string, number> = {
+  '': 1, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
+  Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
+};
+
+/** A Kubernetes quantity (`250m`, `1.5`, `256Mi`, `1e3`) as a number, or undefined when it is not one. */
+export function parseQuantity(text: string): number | undefined {
+  const m = /^\+?([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)|[eE]([+-]?[0-9]{1,2}))?$/.exec(text);
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  return m[3] !== undefined ? n * 10 ** Number(m[3]) : n * QUANTITY_SUFFIX[m[2] ?? '']!;
+}
+
+/**
+ * The sidecar's resources: the configured ones, with the pod's `hook-runner.dev/sidecar-*`
+ * annotations over them. exec hooks run (and are charged) in the sidecar's cgroup, so a pod whose
+ * hooks need more than the default asks for it here (like Istio's `sidecar.istio.io/proxyMemoryLimit`).
+ * Values are validated, and a request above its limit is refused here rather than by the API server.
+ */
+function sidecarResources(pod: V1Pod, config: Config): V1ResourceRequirements {
+  const annotations = pod.metadata?.annotations ?? {};
+  const res: V1ResourceRequirements = clone(config.sidecar.resources);
+  const source: Record<string, string> = {};
+  for (const [key, part, resource] of RESOURCE_ANNOTATIONS) {
+    const v = annotations[key];
+    if (v === undefined) continue;
+    const q = parseQuantity(v);
+    if (v.length > 32 || q === undefined || q <= 0) {
+      throw new MutationError(`metadata.annotations[${key}]`, `must be a positive Kubernetes quantity such as ${resource === 'cpu' ? '250m or 1' : '256Mi or 1Gi'}, got ${JSON.stringify(v)}`);
+    }
+    res[part] = { ...(res[part] ?? {}), [resource]: v };
+    source[`${part}.${resource}`] = key;
+  }
+  for (const resource of ['cpu', 'memory'] as const) {
+    const request = res.requests?.[resource];
+    const limit = res.limits?.[resource];
+    if (request === undefined || limit === undefined) continue;
+    const r = parseQuantity(String(request));
+    const l = parseQuantity(String(limit));
+    // Both from the configuration: the admin's to fix, not this pod's (the API server names it).
+    const where = source[`limits.${resource}`] ?? source[`requests.${resource}`];
+    if (r === undefined || l === undefined || r <= l || where === undefined) continue;
+    const from = (part: string) => source[`${part}.${resource}`] ?? 'the hook-runner configuration (sidecar.resources)';
+    throw new MutationError(
+      `metadata.annotations[${where}]`,
+      `the sidecar's ${resource} request ${request} (from ${from('requests')}) is above its limit ${limit} (from ${from('limits')}); Kubernetes refuses a request above its limit, set both`,
+    );
+  }
+  return res;
+}
+
 function env(name: string, value: string): V1EnvVar {
   return { name, value };
 }
@@ -289,7 +352,7 @@ function fieldEnv(name: string, fieldPath: string): V1EnvVar {
   return { name, valueFrom: { fieldRef: { fieldPath } } };
 }
 
-function sidecarContainer(spec: HookSpec, podSpec: V1PodSpec, opts: MutateOptions, port: number, token: string): V1Container {
+function sidecarContainer(spec: HookSpec, podSpec: V1PodSpec, opts: MutateOptions, port: number, token: string, resources: V1ResourceRequirements): V1Container {
   const { config, mode } = opts;
   const readyz = () => ({ httpGet: { path: '/readyz', port, scheme: 'HTTP' } });
   const c: V1Container = {
@@ -313,7 +376,7 @@ function sidecarContainer(spec: HookSpec, podSpec: V1PodSpec, opts: MutateOption
       // status.hostIPs is refused by API servers before 1.28; native sidecars mean 1.29+.
       ...(mode === 'native' ? [fieldEnv(ENV_HOST_IPS, 'status.hostIPs')] : []),
     ],
-    resources: clone(config.sidecar.resources),
+    resources,
     securityContext: sidecarSecurityContext(handlerKindsUsed(spec)),
     readinessProbe: { ...readyz(), periodSeconds: 5 },
   };
@@ -518,7 +581,7 @@ export function mutatePod(original: V1Pod, opts: MutateOptions): MutateResult {
   };
   const spec = pod.spec!;
   const token = (opts.newToken ?? randomToken)();
-  const sidecar = sidecarContainer(hooks, spec, opts, port, token);
+  const sidecar = sidecarContainer(hooks, spec, opts, port, token, sidecarResources(original, opts.config));
   checkSidecarFitsExec(sidecar, hooks);
 
   for (const c of spec.containers) {
