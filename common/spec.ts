@@ -159,6 +159,31 @@ class Validator {
     this.source = ctx.source ?? ANNOTATION_HOOKS;
   }
 
+  /**
+   * Lookups by name, built once per validation: a pod may carry 100k containers or ports within the
+   * API server's 3 MiB, and scanning them for each of thousands of annotation keys or handlers
+   * blocks the webhook for seconds.
+   */
+  private names?: Set<string>;
+  private ports = new Map<string, Map<string, number>>();
+
+  containerNames(): Set<string> {
+    this.names ??= new Set((this.ctx.containers ?? []).map((c) => c.name));
+    return this.names;
+  }
+
+  namedPorts(container: string): Map<string, number> {
+    let m = this.ports.get(container);
+    if (!m) {
+      m = new Map();
+      const c = this.ctx.containers?.find((x) => x.name === container);
+      // The first port of a name wins, as a scan would find it.
+      for (const p of c?.ports ?? []) if (p.name !== undefined && !m.has(p.name)) m.set(p.name, p.containerPort);
+      this.ports.set(container, m);
+    }
+    return m;
+  }
+
   fail(path: string, detail: string): never {
     throw new HookSpecError(path, detail, this.source);
   }
@@ -200,9 +225,8 @@ class Validator {
     }
     if (typeof v === 'string' && this.ctx.containers) {
       if (/^[0-9]+$/.test(v)) return this.port(path, Number(v), container);
-      const c = this.ctx.containers.find((x) => x.name === container);
-      const p = c?.ports?.find((x) => x.name === v);
-      if (p) return p.containerPort;
+      const p = this.namedPorts(container).get(v);
+      if (p !== undefined) return p;
     }
     return this.fail(path, hint);
   }
@@ -353,7 +377,7 @@ class Validator {
   }
 
   containerHooks(name: string, v: unknown): ContainerHooks {
-    if (this.ctx.containers && !this.ctx.containers.some((c) => c.name === name)) {
+    if (this.ctx.containers && !this.containerNames().has(name)) {
       const names = this.ctx.containers.map((c) => c.name).join(', ');
       this.fail(name, `no such container in this pod (containers: ${names}); hooks apply to regular containers only`);
     }

@@ -170,6 +170,27 @@ export interface CollectedHooks {
   unbounded: ReadonlySet<HandlerSpec>;
 }
 
+/**
+ * Linux refuses to exec a program with any single argument or environment string (`NAME=value` and
+ * its NUL) over MAX_ARG_STRLEN, 32 pages = 128 KiB (E2BIG): the sidecar would never start.
+ */
+export const MAX_ENV_STRING_BYTES = 32 * 4096;
+/** The fewest bytes one handler takes in HOOK_RUNNER_SPEC (a normalised sleep of 0 s, and a comma). */
+const MIN_HANDLER_SPEC_BYTES = JSON.stringify({ sleep: { seconds: 0 }, timeoutSeconds: 1, retries: 0, retryDelaySeconds: 0, continueOnError: false }).length + 1;
+/**
+ * More handlers than this can never fit in one environment string. Checked while adopting, before
+ * the work grows with the pod: 3 MiB of containers with native blocks would be 40k handlers.
+ */
+export const MAX_HANDLERS = Math.floor(MAX_ENV_STRING_BYTES / MIN_HANDLER_SPEC_BYTES);
+
+function tooManyHandlers(count: number): HookSpecError {
+  return new HookSpecError(
+    '',
+    `declares more than ${count - 1} handlers (adopted native lifecycle blocks included); each takes at least ${MIN_HANDLER_SPEC_BYTES} bytes of ${ENV_SPEC} and Linux refuses an environment string over ${MAX_ENV_STRING_BYTES} bytes (E2BIG), ` +
+      `so the sidecar could never start: at most ${MAX_HANDLERS} handlers can fit`,
+  );
+}
+
 /** The hooks of the pod: annotation and adopted native lifecycle handlers, normalised. */
 export function collectHooks(pod: V1Pod, config: Config): CollectedHooks {
   const containers = pod.spec?.containers ?? [];
@@ -181,10 +202,12 @@ export function collectHooks(pod: V1Pod, config: Config): CollectedHooks {
   const unbounded = new Set<HandlerSpec>();
   if (!adoptsNativeHooks(pod, config)) return { spec: {}, warnings: [], unbounded };
 
+  let count = Object.values(spec).reduce((n, h) => n + h.postStart.length + h.preStop.length, 0);
   for (const c of containers) {
     for (const phase of PHASES) {
       const native = c.lifecycle?.[phase];
       if (!native) continue;
+      if (++count > MAX_HANDLERS) throw tooManyHandlers(count);
       const declared = hooksOf(spec, c.name)?.[phase] ?? [];
       const adopted = adoptNative(c.name, phase, native, ctx);
       if (handlerKind(adopted) !== 'sleep') unbounded.add(adopted);
@@ -411,11 +434,6 @@ function rewriteContainer(c: V1Container, hooks: ContainerHooks, port: number, t
   }
 }
 
-/**
- * Linux refuses to exec a program with any single argument or environment string (`NAME=value` and
- * its NUL) over MAX_ARG_STRLEN, 32 pages = 128 KiB (E2BIG): the sidecar would never start.
- */
-export const MAX_ENV_STRING_BYTES = 32 * 4096;
 /**
  * Our share of ARG_MAX (all of argv and envp together): a quarter of the stack limit, 2 MiB under the
  * usual 8 MiB. Half of it is left to the image's ENV and the kubelet's service-link variables.
