@@ -289,7 +289,9 @@ test('the seed example (55 s preStop sleep, 10 s shutdown, 60 s grace) gets the 
   const seed = injected(pod('app: {shutdownSeconds: 10, preStop: [{sleep: {seconds: 55}}]}', { terminationGracePeriodSeconds: 60 }));
   assert.deepEqual(seed.warnings, [
     'container app: preStop may take up to 55s, but terminationGracePeriodSeconds 60 - shutdownSeconds 10 leaves 50s; hook-runner cuts preStop off at 50s so the app keeps its 10s (raise terminationGracePeriodSeconds to at least 65 to let every handler finish)',
-  ]);
+  ]);  // The real-cluster test's pod (test/e2e/kind): a 40 s sleep counts 40 s, not the 30 s default timeout.
+  const kind = injected(pod('app: {shutdownSeconds: 5, preStop: [{sleep: {seconds: 40}}]}', { terminationGracePeriodSeconds: 30 }));
+  assert.match(kind.warnings.join('\n'), /preStop may take up to 40s, but terminationGracePeriodSeconds 30 - shutdownSeconds 5 leaves 25s/);
 });
 
 test('security context: restricted for http/sleep/tcp, exactly the measured sets for exec and signal, never SYS_ADMIN', () => {
