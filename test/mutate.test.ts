@@ -208,6 +208,12 @@ test('a spec the sidecar could not receive (an environment string over 128 KiB, 
   const fit = Number(/about (\d+) of these fit/.exec((r.review as ReviewResponse).response.status!.message)![1]);
   const ok = injected(pod(items(fit)));
   for (const e of sidecarOf(ok.pod).env!) if (e.value !== undefined) assert.ok(Buffer.byteLength(`${e.name}=${e.value}`) + 1 <= MAX_ENV_STRING_BYTES, e.name);
+  // Adopted native blocks count too, and are refused before their work grows with the pod.
+  const many = pod(undefined, {}, { annotations: { [ANNOTATION_ADOPT_NATIVE]: 'true' } });
+  many.spec!.containers = Array.from({ length: 2000 }, (_, i) => ({ name: `c${i}`, image: 'x', lifecycle: { preStop: { sleep: { seconds: 1 } } } }));
+  assert.throws(() => mutatePod(many, { config, mode: 'native' }), {
+    message: 'spec.containers[*].lifecycle: declares more than 1297 handlers (adopted native lifecycle blocks included); each takes at least 101 bytes of HOOK_RUNNER_SPEC and Linux refuses an environment string over 131072 bytes (E2BIG), so the sidecar could never start: at most 1297 handlers can fit',
+  });
 });
 
 test('grace budget warnings: the seed case, grace 0, and shutdown longer than grace', () => {

@@ -183,11 +183,17 @@ const MIN_HANDLER_SPEC_BYTES = JSON.stringify({ sleep: { seconds: 0 }, timeoutSe
  */
 export const MAX_HANDLERS = Math.floor(MAX_ENV_STRING_BYTES / MIN_HANDLER_SPEC_BYTES);
 
-function tooManyHandlers(count: number): HookSpecError {
+/** Where the hooks of a pod come from, for messages about all of them: the annotation, or only adopted native blocks. */
+function hooksSource(pod: V1Pod): string {
+  return pod.metadata?.annotations?.[ANNOTATION_HOOKS] !== undefined ? ANNOTATION_HOOKS : 'spec.containers[*].lifecycle';
+}
+
+function tooManyHandlers(count: number, source: string): HookSpecError {
   return new HookSpecError(
     '',
     `declares more than ${count - 1} handlers (adopted native lifecycle blocks included); each takes at least ${MIN_HANDLER_SPEC_BYTES} bytes of ${ENV_SPEC} and Linux refuses an environment string over ${MAX_ENV_STRING_BYTES} bytes (E2BIG), ` +
       `so the sidecar could never start: at most ${MAX_HANDLERS} handlers can fit`,
+    source,
   );
 }
 
@@ -207,7 +213,7 @@ export function collectHooks(pod: V1Pod, config: Config): CollectedHooks {
     for (const phase of PHASES) {
       const native = c.lifecycle?.[phase];
       if (!native) continue;
-      if (++count > MAX_HANDLERS) throw tooManyHandlers(count);
+      if (++count > MAX_HANDLERS) throw tooManyHandlers(count, hooksSource(pod));
       const declared = hooksOf(spec, c.name)?.[phase] ?? [];
       const adopted = adoptNative(c.name, phase, native, ctx);
       if (handlerKind(adopted) !== 'sleep') unbounded.add(adopted);
@@ -441,7 +447,7 @@ function rewriteContainer(c: V1Container, hooks: ContainerHooks, port: number, t
 export const MAX_SIDECAR_EXEC_BYTES = 1024 * 1024;
 
 /** Refuses a sidecar that could not start because its environment is too big (DESIGN §4). */
-function checkSidecarFitsExec(sidecar: V1Container, spec: HookSpec): void {
+function checkSidecarFitsExec(sidecar: V1Container, spec: HookSpec, source: string): void {
   const strings = [...(sidecar.command ?? []), ...(sidecar.args ?? []), ...(sidecar.env ?? []).filter((e) => e.value !== undefined).map((e) => `${e.name}=${e.value}`)];
   let total = 0;
   for (const str of strings) {
@@ -455,6 +461,7 @@ function checkSidecarFitsExec(sidecar: V1Container, spec: HookSpec): void {
         '',
         `expands to ${bytes} bytes of ${ENV_SPEC} for the sidecar (${handlers} handlers, every default filled in); Linux refuses an environment string over ${MAX_ENV_STRING_BYTES} bytes (E2BIG), ` +
           `so the sidecar could never start: declare fewer handlers (about ${Math.floor((handlers * MAX_ENV_STRING_BYTES) / bytes)} of these fit)`,
+        source,
       );
     }
     throw new MutationError(`spec.containers[${SIDECAR_CONTAINER_NAME}].env[${name}]`, `is ${bytes} bytes; Linux refuses an environment string over ${MAX_ENV_STRING_BYTES} bytes (E2BIG), so the sidecar could never start`);
@@ -600,7 +607,7 @@ export function mutatePod(original: V1Pod, opts: MutateOptions): MutateResult {
   const spec = pod.spec!;
   const token = (opts.newToken ?? randomToken)();
   const sidecar = sidecarContainer(hooks, spec, opts, port, token, sidecarResources(original, opts.config));
-  checkSidecarFitsExec(sidecar, hooks);
+  checkSidecarFitsExec(sidecar, hooks, hooksSource(original));
 
   for (const c of spec.containers) {
     const h = hooksOf(hooks, c.name);
