@@ -159,6 +159,31 @@ class Validator {
     this.source = ctx.source ?? ANNOTATION_HOOKS;
   }
 
+  /**
+   * Lookups by name, built once per validation: a pod may carry 100k containers or ports within the
+   * API server's 3 MiB, and scanning them for each of thousands of annotation keys or handlers
+   * blocks the webhook for seconds.
+   */
+  private names?: Set<string>;
+  private ports = new Map<string, Map<string, number>>();
+
+  containerNames(): Set<string> {
+    this.names ??= new Set((this.ctx.containers ?? []).map((c) => c.name));
+    return this.names;
+  }
+
+  namedPorts(container: string): Map<string, number> {
+    let m = this.ports.get(container);
+    if (!m) {
+      m = new Map();
+      const c = this.ctx.containers?.find((x) => x.name === container);
+      // The first port of a name wins, as a scan would find it.
+      for (const p of c?.ports ?? []) if (p.name !== undefined && !m.has(p.name)) m.set(p.name, p.containerPort);
+      this.ports.set(container, m);
+    }
+    return m;
+  }
+
   fail(path: string, detail: string): never {
     throw new HookSpecError(path, detail, this.source);
   }
@@ -200,9 +225,8 @@ class Validator {
     }
     if (typeof v === 'string' && this.ctx.containers) {
       if (/^[0-9]+$/.test(v)) return this.port(path, Number(v), container);
-      const c = this.ctx.containers.find((x) => x.name === container);
-      const p = c?.ports?.find((x) => x.name === v);
-      if (p) return p.containerPort;
+      const p = this.namedPorts(container).get(v);
+      if (p !== undefined) return p;
     }
     return this.fail(path, hint);
   }
@@ -339,7 +363,7 @@ class Validator {
     }
     return {
       [kind]: this.action(join(path, kind), kind, o[kind], container),
-      timeoutSeconds: o.timeoutSeconds === undefined ? this.ctx.defaults.timeoutSeconds : this.seconds(join(path, 'timeoutSeconds'), o.timeoutSeconds, { positive: true }),
+      timeoutSeconds: o.timeoutSeconds === undefined ? defaultTimeoutSeconds(kind, o[kind], this.ctx.defaults) : this.seconds(join(path, 'timeoutSeconds'), o.timeoutSeconds, { positive: true }),
       retries,
       retryDelaySeconds: o.retryDelaySeconds === undefined ? 1 : this.seconds(join(path, 'retryDelaySeconds'), o.retryDelaySeconds, { positive: false }),
       continueOnError: o.continueOnError === undefined ? false : this.bool(join(path, 'continueOnError'), o.continueOnError),
@@ -353,7 +377,7 @@ class Validator {
   }
 
   containerHooks(name: string, v: unknown): ContainerHooks {
-    if (this.ctx.containers && !this.ctx.containers.some((c) => c.name === name)) {
+    if (this.ctx.containers && !this.containerNames().has(name)) {
       const names = this.ctx.containers.map((c) => c.name).join(', ');
       this.fail(name, `no such container in this pod (containers: ${names}); hooks apply to regular containers only`);
     }
@@ -375,6 +399,19 @@ class Validator {
   }
 }
 
+/**
+ * The timeout of an item that sets none: the configured default, except that a sleep always gets
+ * longer than itself, so it runs its full length (DESIGN §4, as the native `sleep`); only a
+ * `timeoutSeconds` the user wrote can cut a sleep short. The action is already validated here.
+ */
+function defaultTimeoutSeconds(kind: HandlerKind, action: unknown, defaults: SpecDefaults): number {
+  if (kind !== 'sleep') return defaults.timeoutSeconds;
+  const seconds = isObj(action) ? action.seconds : undefined;
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds)) return defaults.timeoutSeconds;
+  // +1: the sidecar arms the timeout before the sleep's own timer, and equal timers fire in that order.
+  return Math.min(MAX_SECONDS, Math.max(defaults.timeoutSeconds, Math.ceil(seconds) + 1));
+}
+
 /** Validates and normalises parsed annotation data. Throws {@link HookSpecError}. */
 export function normaliseHooks(data: unknown, ctx: ParseContext): HookSpec {
   return new Validator(ctx).spec(data);
@@ -387,7 +424,8 @@ export function normaliseHandler(path: string, data: unknown, container: string,
 
 /**
  * Converts a native `lifecycle` handler into annotation form, or explains why it cannot be adopted.
- * Native `sleep` and `tcpSocket` have no timeout of their own; they get the configured default.
+ * Native handlers have no timeout of their own; the webhook gives adopted ones native bounds
+ * (webhook/mutate.ts, `adoptNative`), never the configured default.
  */
 export function nativeToAnnotationItem(h: V1LifecycleHandler): Obj | undefined {
   if (h.exec) return { exec: { command: h.exec.command ?? [] } };

@@ -101,7 +101,7 @@ test('allowedHosts: an AdmissionReview naming another host is denied with the lo
   assert.match((r.review as { response: { status: { message: string } } }).response.status.message, /^hook-runner\.dev\/hooks: app\.postStart\[0\]\.httpGet\.host: "metadata\.google\.internal" is not allowed/);
   // Adopting a native lifecycle httpGet with a host applies the same rule, located in the container.
   const native = pod({}, [{ name: 'app', image: 'img', lifecycle: { preStop: { httpGet: { port: 80, host: '10.1.2.3' } } } }]);
-  delete native.metadata!.annotations;
+  native.metadata!.annotations = { 'hook-runner.dev/adopt-native': 'true' };
   assert.throws(() => mutatePod(native, { config, mode: 'native' }), (e: unknown) => e instanceof HookSpecError && /^spec\.containers\[app\]\.lifecycle: preStop\.httpGet\.host: "10\.1\.2\.3" is not allowed/.test(e.message));
 });
 

@@ -106,3 +106,21 @@ test('budget: worst case counts attempts, timeouts and doubling retry delays', (
   assert.equal(preStopDeadlineMs(1000, 6, 1, 250), 1000 + 5000 - 250);
   assert.equal(preStopDeadlineMs(1000, 5, 10, 250), 1000, 'never before arrival');
 });
+
+test('YAML keys: duplicates and collection keys are refused in one pass (the parser\'s own check is quadratic)', () => {
+  assert.equal(errorOf('app: {}\nside: {}\napp: {}'), 'hook-runner.dev/hooks: not valid YAML or JSON: Map keys must be unique; "app" is repeated (at offset 17)');
+  assert.equal(errorOf('app: {preStop: [{sleep: {seconds: 1, "seconds": 2}}]}'), 'hook-runner.dev/hooks: not valid YAML or JSON: Map keys must be unique; "seconds" is repeated (at offset 37)');
+  assert.equal(errorOf('{app: 1}: {}'), 'hook-runner.dev/hooks: not valid YAML or JSON: map keys must be plain strings, not lists or maps (at offset 0)');
+  assert.equal(errorOf('? [a]\n: {}'), 'hook-runner.dev/hooks: not valid YAML or JSON: map keys must be plain strings, not lists or maps (at offset 2)');
+  // 1 and "1" become the same key of a JS object.
+  assert.match(errorOf('1: {}\n"1": {}'), /"1" is repeated/);
+});
+
+test('sleep timeouts: an unset timeout outlasts the sleep (full length); an explicit one is kept', () => {
+  const spec = parse('app: {preStop: [{sleep: {seconds: 55}}, {sleep: {seconds: 2}}, {sleep: {seconds: 55}, timeoutSeconds: 10}, {sleep: {seconds: 86400}}, {http: {port: 80}}]}');
+  assert.deepEqual(spec.app!.preStop.map((h) => h.timeoutSeconds), [56, 30, 10, 86400, 30]);
+  assert.equal(worstCaseSeconds(spec.app!.preStop[0]!), 55);
+  assert.equal(worstCaseSeconds(spec.app!.preStop[2]!), 10);
+  // The sidecar reads the normalised spec back unchanged.
+  assert.deepEqual(parseSpecJson(JSON.stringify(spec)), spec);
+});

@@ -10,12 +10,13 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import https from 'node:https';
 import { createInterface } from 'node:readline';
 import jsonpatch, { type Operation } from 'fast-json-patch';
 import { parse as parseYaml } from 'yaml';
-import type { V1Pod } from '@kubernetes/client-node';
-import { ANNOTATION_HOOKS, ANNOTATION_STATUS, ENV_TOKEN, SIDECAR_CONTAINER_NAME } from '../common/names.js';
+import type { V1Container, V1Pod } from '@kubernetes/client-node';
+import { ANNOTATION_ADOPT_NATIVE, ANNOTATION_HOOKS, ANNOTATION_STATUS, ENV_TOKEN, SIDECAR_CONTAINER_NAME } from '../common/names.js';
 import { defaultConfig } from '../webhook/config.js';
 import { createWebhookMetrics } from '../webhook/metrics.js';
 import { DEFAULT_BODY_LIMIT_BYTES, startWebhookServer, type StartWebhookServerOptions, type WebhookServer } from '../webhook/server.js';
@@ -273,6 +274,118 @@ test('GET /healthz and /readyz answer 200; /readyz fails with 503 once draining'
   assert.deepEqual([d.status, d.json()], [503, { status: 'draining' }]);
   assert.equal(d.headers.connection, 'close', 'no keep-alive while draining');
   assert.equal((await get('/healthz')).status, 200, 'still alive while draining');
+});
+
+/** Items of `make(i)` for i = 0, 1, … while their JSON stays within `budget` bytes. */
+function fillTo<T>(make: (i: number) => T, budget: number): T[] {
+  const out: T[] = [];
+  for (let i = 0, size = 0; ; i++) {
+    const x = make(i);
+    size += JSON.stringify(x).length + 1;
+    if (size > budget) return out;
+    out.push(x);
+  }
+}
+
+/** An annotation text of `line(i)` lines up to 64 KiB (the annotation limit), and the keys it names. */
+function annotationOf(line: (i: number) => string, head = ''): string {
+  let text = head;
+  for (let i = 0; ; i++) {
+    const next = line(i);
+    if (Buffer.byteLength(text + next) > 64 * 1024) return text;
+    text += next;
+  }
+}
+
+/**
+ * The worst pods we could build under the limits (3 MiB body, 64 KiB annotation), each aimed at a
+ * cost that grows with the input: the port search, lookups of thousands of annotation keys or named
+ * ports among 100k containers or ports, adoption of native blocks of 40k containers, the YAML
+ * parser, the size of the expanded spec, and the JSONPatch of a shifted 30k-element list.
+ */
+function worstCasePods(): Array<{ name: string; pod: V1Pod; expect: string }> {
+  // Room for the annotation (64 KiB, more once JSON escapes its newlines) and the AdmissionReview around the pod.
+  const body = DEFAULT_BODY_LIMIT_BYTES - 160 * 1024;
+  const pod = (annotations: Record<string, string>, spec: V1Pod['spec']): V1Pod => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'worst', annotations }, spec });
+  const keyLines = annotationOf((i) => `c${i}: {}\n`);
+  const keys = keyLines.trim().split('\n').map((l) => l.slice(0, l.indexOf(':')));
+  const hookedLines = annotationOf((i) => `c${i}: {preStop: [sleep: {seconds: 0}]}\n`);
+  const hookedKeys = hookedLines.trim().split('\n').map((l) => l.slice(0, l.indexOf(':')));
+  // Other containers, filling what the named ones leave of the body.
+  const among = (named: V1Container[]) => [...fillTo((i) => ({ name: `d${i}`, image: 'i' }), body - JSON.stringify(named).length), ...named];
+  const keyContainers = among(keys.map((k) => ({ name: k, image: 'i' })));
+  const hookedContainers = among(hookedKeys.map((k) => ({ name: k, image: 'i' })));
+  const oneHook = { [ANNOTATION_HOOKS]: 'app: {preStop: [{sleep: {seconds: 1}}]}' };
+  return [
+    {
+      name: 'every port 1024-65535 declared',
+      pod: pod(oneHook, { containers: [{ name: 'app', image: 'i' }, { name: 'all', image: 'i', ports: Array.from({ length: 65535 - 1024 + 1 }, (_, i) => ({ containerPort: 1024 + i })) }] }),
+      expect: 'denied',
+    },
+    { name: `${keys.length} annotation keys among ${keyContainers.length} containers`, pod: pod({ [ANNOTATION_HOOKS]: keyLines }, { containers: keyContainers }), expect: 'skipped' },
+    { name: `${hookedKeys.length} hooked containers among ${hookedContainers.length}`, pod: pod({ [ANNOTATION_HOOKS]: hookedLines }, { containers: hookedContainers }), expect: 'denied' },
+    {
+      name: 'named-port lookups among 150k ports',
+      pod: pod({ [ANNOTATION_HOOKS]: annotationOf(() => '  - tcpSocket: {port: zz}\n', 'app:\n  preStop:\n') }, { containers: [{ name: 'app', image: 'i', ports: [...fillTo((i) => ({ name: `p${i}`, containerPort: 1 + (i % 1000) }), body), { name: 'zz', containerPort: 80 }] }] }),
+      expect: 'denied',
+    },
+    {
+      name: 'native blocks of 40k containers adopted',
+      pod: pod({ [ANNOTATION_ADOPT_NATIVE]: 'true' }, { containers: fillTo((i) => ({ name: `c${i}`, image: 'i', lifecycle: { preStop: { sleep: { seconds: 1 } } } }), body) }),
+      expect: 'denied',
+    },
+    { name: '64 KiB of YAML flow maps', pod: pod({ [ANNOTATION_HOOKS]: annotationOf((i) => `{c${i}: {}}: 1\n`) }, { containers: [{ name: 'app', image: 'i' }] }), expect: 'denied' },
+    {
+      name: '30k init containers shifted by the sidecar',
+      pod: pod(oneHook, { containers: [{ name: 'app', image: 'i' }], initContainers: fillTo((i) => ({ name: `i${i}`, image: 'i', env: [{ name: 'A', value: 'b' }] }), body) }),
+      expect: 'injected',
+    },
+  ];
+}
+
+test('worst inputs under the size limits: each is answered, and /healthz keeps answering meanwhile', async (t) => {
+  const { post, get, lines } = await startServer(t);
+  const cases = worstCasePods();
+  const health = { ok: 0, failed: [] as string[] };
+  let done = false;
+  // /healthz polled on its own connections for as long as the admissions run.
+  const poller = (async () => {
+    for (let i = 0; i < 100_000 && !done; i++) {
+      try {
+        const h = await get('/healthz');
+        if (h.status === 200) health.ok++;
+        else health.failed.push(`status ${h.status}`);
+      } catch (e) {
+        health.failed.push((e as Error).message);
+      }
+    }
+  })();
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  delay.enable();
+  try {
+    for (const [i, c] of cases.entries()) {
+      const review = exampleReview();
+      review.request.uid = `worst-${i}`;
+      review.request.object = c.pod;
+      const body = JSON.stringify(review);
+      assert.ok(body.length <= DEFAULT_BODY_LIMIT_BYTES, `${c.name}: ${body.length} bytes, within the limit`);
+      const before = health.ok;
+      const r = await post(body);
+      assert.equal(r.status, 200, `${c.name}: ${r.text.slice(0, 200)}`);
+      const res = reviewOf(r).response;
+      const line = admissionLines(lines).find((l) => l.uid === review.request.uid)!;
+      assert.equal(line.outcome, c.expect, `${c.name}: ${res.status?.message ?? ''}`);
+      t.diagnostic(`${c.name}: ${(body.length / 1024 / 1024).toFixed(2)} MiB, ${line.outcome}${line.reason ? ` (${String(line.reason)})` : ''}, admission ${Number(line.latencyMs).toFixed(0)} ms, response ${(r.text.length / 1024).toFixed(0)} KiB`);
+      // Between two admissions the health poller gets its turn.
+      await waitFor(`/healthz answered after ${c.name}`, () => health.ok > before, { tries: 200, intervalMs: 25 });
+    }
+  } finally {
+    done = true;
+    delay.disable();
+    await poller;
+  }
+  t.diagnostic(`worst admission ${Math.max(...admissionLines(lines).map((l) => Number(l.latencyMs))).toFixed(0)} ms; event loop delay max ${(delay.max / 1e6).toFixed(0)} ms; /healthz answered ${health.ok} times meanwhile`);
+  assert.deepEqual(health.failed, []);
 });
 
 test('GET /metrics: admission counters by outcome and reason, the latency histogram, process metrics', async (t) => {

@@ -10,7 +10,18 @@ import { MutationError, mutatePod, type MutateOptions, type PodSecurityLevel, ty
 import { computePatch } from './patch.js';
 
 export type { ResolvedMode };
-export type Outcome = 'injected' | 'skipped' | 'denied';
+export type Outcome = 'injected' | 'rekeyed' | 'skipped' | 'denied';
+
+/**
+ * The AdmissionResponse's audit annotations: one key per outcome, its value the containers or the
+ * reason. With `reinvocationPolicy: IfNeeded` the API server calls us again for the same request
+ * after another webhook changed the pod, and it refuses (with a warning) to overwrite a key with
+ * another value: a pod we injected comes back `already-injected`, which must not rewrite the key
+ * the first call set. So no two outcomes share a key.
+ */
+export function auditAnnotations(outcome: Outcome, value: string): Record<string, string> {
+  return { [outcome]: value };
+}
 
 export interface AdmissionResult {
   /** The complete AdmissionReview response, sent with HTTP 200. */
@@ -111,7 +122,7 @@ export function reviewAdmission(body: unknown, opts: ReviewOptions): AdmissionRe
     outcome: 'skipped',
     reason,
     warnings,
-    review: response(uid, { allowed: true, auditAnnotations: { outcome: 'skipped', reason }, ...(warnings.length ? { warnings } : {}) }),
+    review: response(uid, { allowed: true, auditAnnotations: auditAnnotations('skipped', reason), ...(warnings.length ? { warnings } : {}) }),
   });
 
   const what = isPodCreate(req);
@@ -128,21 +139,33 @@ export function reviewAdmission(body: unknown, opts: ReviewOptions): AdmissionRe
       config: opts.config,
       mode: opts.mode,
       newToken: opts.newToken,
+      rekeyOfflineTokens: true,
       podSecurity: namespace && level ? { namespace, level } : undefined,
     });
-    if (!result.injected) return skip(result.reason, name, result.warnings);
+    let outcome: 'injected' | 'rekeyed';
+    let containers: string[];
+    if (result.injected) {
+      outcome = 'injected';
+      containers = result.status.containers;
+    } else if (result.reason === 'rekeyed') {
+      outcome = 'rekeyed';
+      containers = result.containers;
+    } else {
+      return skip(result.reason, name, result.warnings);
+    }
     const patch = computePatch(pod, result.pod);
     const warnings = result.warnings;
     return {
       ...base,
       name,
-      outcome: 'injected',
+      outcome,
+      ...(outcome === 'rekeyed' ? { reason: 'offline-token' } : {}),
       warnings,
       review: response(uid, {
         allowed: true,
         patchType: 'JSONPatch',
         patch: Buffer.from(JSON.stringify(patch)).toString('base64'),
-        auditAnnotations: { outcome: 'injected', containers: result.status.containers.join(',') },
+        auditAnnotations: auditAnnotations(outcome, containers.join(',')),
         ...(warnings.length ? { warnings } : {}),
       }),
     };
@@ -158,7 +181,7 @@ export function reviewAdmission(body: unknown, opts: ReviewOptions): AdmissionRe
       review: response(uid, {
         allowed: false,
         status: { status: 'Failure', code: 400, reason: 'BadRequest', message: e.message },
-        auditAnnotations: { outcome: 'denied', reason },
+        auditAnnotations: auditAnnotations('denied', reason),
       }),
     };
   }

@@ -3,6 +3,7 @@
  * Every key is optional; unknown keys are refused with the key's location.
  */
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import type { V1ResourceRequirements } from '@kubernetes/client-node';
 import { DEFAULT_SIDECAR_PORT } from '../common/names.js';
@@ -23,8 +24,29 @@ export interface Config {
   allowedHandlers: HandlerKind[];
   /** Hosts that http, httpGet and tcpSocket handlers may name (see {@link hostAllowed}). */
   allowedHosts: string[];
+  /** Adopt native lifecycle blocks of pods without the hooks annotation (opt-in, DESIGN §4). */
   adoptNativeHooks: boolean;
+  /** Who may call the sidecar's hook API (DESIGN §6, §9); CIDRs are validated and canonical. */
+  hookCallers: HookCallers;
   eventOutput: boolean;
+}
+
+/** `auto`: the node's addresses, the pod's default gateway and loopback; `any`; or a list of CIDRs. */
+export type HookCallers = 'auto' | 'any' | string[];
+
+/**
+ * A CIDR (`10.0.0.0/8`, `fd00::/8`) or a single address (taken as /32 or /128), in canonical
+ * `address/prefix` form; undefined when it is neither.
+ */
+export function parseCidr(text: string): string | undefined {
+  const m = /^([^/%\s]+)(?:\/([0-9]{1,3}))?$/.exec(text.trim());
+  if (!m) return undefined;
+  const family = isIP(m[1]!);
+  if (family === 0) return undefined;
+  const max = family === 4 ? 32 : 128;
+  const prefix = m[2] === undefined ? max : Number(m[2]);
+  if (prefix > max) return undefined;
+  return `${m[1]!.toLowerCase()}/${prefix}`;
 }
 
 export const IMAGE_REPOSITORY = 'ghcr.io/hook-runner/hook-runner';
@@ -41,7 +63,8 @@ export function defaultConfig(version: string): Config {
     defaults: { timeoutSeconds: 30, shutdownSeconds: 5 },
     allowedHandlers: [...HANDLER_KINDS],
     allowedHosts: [...DEFAULT_ALLOWED_HOSTS],
-    adoptNativeHooks: true,
+    adoptNativeHooks: false,
+    hookCallers: 'auto',
     eventOutput: false,
   };
 }
@@ -76,7 +99,7 @@ export function parseConfig(text: string, version: string, source = 'config'): C
   const bool = (loc: string, v: unknown): boolean => (typeof v === 'boolean' ? v : fail(loc, 'must be true or false'));
 
   const root = map('(file)', data);
-  keys('', root, ['sidecar', 'defaults', 'allowedHandlers', 'allowedHosts', 'adoptNativeHooks', 'eventOutput']);
+  keys('', root, ['sidecar', 'defaults', 'allowedHandlers', 'allowedHosts', 'adoptNativeHooks', 'hookCallers', 'eventOutput']);
   if (root.sidecar !== undefined) {
     const s = map('sidecar', root.sidecar);
     keys('sidecar', s, ['image', 'imagePullPolicy', 'port', 'mode', 'resources']);
@@ -131,6 +154,18 @@ export function parseConfig(text: string, version: string, source = 'config'): C
     );
   }
   if (root.adoptNativeHooks !== undefined) cfg.adoptNativeHooks = bool('adoptNativeHooks', root.adoptNativeHooks);
+  if (root.hookCallers !== undefined) {
+    const h = root.hookCallers;
+    const expected = 'must be auto, any, or a list of CIDRs such as [10.0.0.0/8, "fd00::/8"]';
+    if (h === 'auto' || h === 'any') cfg.hookCallers = h;
+    else if (!Array.isArray(h)) fail('hookCallers', `${expected}, got ${JSON.stringify(h)}`);
+    else if (h.length === 0) fail('hookCallers', `is an empty list, which would refuse the kubelet itself; ${expected}`);
+    else {
+      cfg.hookCallers = (h as unknown[]).map((c, i) =>
+        (typeof c === 'string' ? parseCidr(c) : undefined) ?? fail(`hookCallers[${i}]`, `must be a CIDR such as 10.0.0.0/8 or fd00::/8 (or one address), got ${JSON.stringify(c)}`),
+      );
+    }
+  }
   if (root.eventOutput !== undefined) cfg.eventOutput = bool('eventOutput', root.eventOutput);
   return cfg;
 }

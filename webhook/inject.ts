@@ -3,7 +3,9 @@
  * Pods and the pod templates of every workload kind go through the same pure mutation as the
  * webhook; every other document passes through unchanged.
  */
+import { createHash } from 'node:crypto';
 import type { V1ObjectMeta, V1Pod, V1PodSpec } from '@kubernetes/client-node';
+import { OFFLINE_TOKEN_PREFIX } from '../common/names.js';
 import { parseAllDocuments, stringify } from 'yaml';
 import { HookSpecError, isObj, type Obj } from '../common/spec.js';
 import { MutationError, mutatePod, type MutateOptions } from './mutate.js';
@@ -62,10 +64,20 @@ function templateOf(doc: Obj): { parent: Obj; key: string; template: Template } 
   return isObj(template) ? { parent, key, template: template as Template } : undefined;
 }
 
-function injectObject(doc: unknown, opts: MutateOptions, label: string): InjectedDocument {
+/**
+ * The token `inject` writes: a hash of the document, so identical input gives byte-identical output
+ * (GitOps diffs stay quiet). Not a secret: the webhook replaces it with a random one when the pod is
+ * created (outcome `rekeyed`).
+ */
+export function offlineToken(doc: unknown): string {
+  return OFFLINE_TOKEN_PREFIX + createHash('sha256').update(JSON.stringify(doc)).digest('hex').slice(0, 32);
+}
+
+function injectObject(doc: unknown, given: MutateOptions, label: string): InjectedDocument {
   if (!isObj(doc)) return { doc, warnings: [], injected: false };
+  const opts: MutateOptions = given.newToken ? given : { ...given, newToken: () => offlineToken(doc) };
   if (doc.kind === 'List' && Array.isArray(doc.items)) {
-    const results = doc.items.map((item, i) => injectObject(item, opts, `${label} items[${i}]`));
+    const results = doc.items.map((item, i) => injectObject(item, given, `${label} items[${i}]`));
     return {
       doc: { ...doc, items: results.map((r) => r.doc) },
       warnings: results.flatMap((r) => r.warnings),

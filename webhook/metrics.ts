@@ -5,7 +5,7 @@
  */
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-export type AdmissionOutcomeLabel = 'injected' | 'skipped' | 'denied';
+export type AdmissionOutcomeLabel = 'injected' | 'rekeyed' | 'skipped' | 'denied';
 
 /** Why a request never reached the admission logic (it got an HTTP error instead of a review). */
 export type RejectReason = 'malformed' | 'too-large' | 'unsupported-encoding' | 'not-found' | 'method-not-allowed' | 'internal';
@@ -32,7 +32,7 @@ export function createWebhookMetrics(opts: { defaultMetrics?: boolean } = {}): W
 
   const admissions = new Counter({
     name: 'hook_runner_admissions_total',
-    help: 'AdmissionReviews answered, by outcome (injected, skipped, denied) and reason (the greppable word; "none" when injected).',
+    help: 'AdmissionReviews answered, by outcome (injected, rekeyed, skipped, denied) and reason (the greppable word; "none" when injected).',
     labelNames: ['outcome', 'reason'] as const,
     registers: [registry],
   });
