@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { FAKE_APP, kubeletCall, lastReport, processesWithArgv, until, which, withPod } from './harness/pod.js';
@@ -89,3 +89,99 @@ for (const variable of ['LD_PRELOAD', 'LD_AUDIT'] as const) {
     );
   });
 }
+
+test('leftovers: `sleep &`, `setsid sleep &` and a setsid grandchild are gone when the hook returns', async (t) => {
+  const leftovers = ['4701', '4702', '4703', '4704'];
+  await withPod(
+    t,
+    {
+      name: 'leftovers',
+      graceSeconds: 5,
+      hooks: { app: { postStart: [{ exec: { command: ['sh', '-c', 'sleep 4701 & setsid sleep 4702 & (setsid sh -c "sleep 4703 & exec sleep 4704" &); echo started'] } }] } },
+      containers: [{ name: 'app', uid: 1000 }],
+    },
+    async (pod) => {
+      const ps = pod.containers.get('app')!.postStart!;
+      assert.equal(ps.ok, true, ps.error);
+      // Checked at once, no polling: the hook answered only after every process it started was gone.
+      for (const n of leftovers) assert.deepEqual(processesWithArgv(['sleep', n]), [], `sleep ${n} outlived the hook`);
+      const a = (await lastReport(pod, 'app', 'postStart')).handlers[0].attempts[0];
+      assert.equal(a.outcome, 'succeeded');
+      assert.match(a.outputTail, /started/);
+    },
+  );
+});
+
+test('leftovers at a timeout: the command and its background children, setsid or not, are all ended', async (t) => {
+  await withPod(
+    t,
+    {
+      name: 'leftovers-timeout',
+      graceSeconds: 5,
+      hooks: { app: { postStart: [{ exec: { command: ['sh', '-c', 'trap "" TERM; sleep 4711 & setsid sleep 4712 & echo started; sleep 4713'] }, timeoutSeconds: 1 }] } },
+      containers: [{ name: 'app', uid: 1000 }],
+    },
+    async (pod) => {
+      const ps = pod.containers.get('app')!.postStart!;
+      assert.equal(ps.ok, false);
+      const a = (await lastReport(pod, 'app', 'postStart')).handlers[0].attempts[0];
+      assert.equal(a.outcome, 'timeout');
+      assert.match(a.outputTail, /started/);
+      // The call is answered at the timeout; the helper ends the processes right after: bounded wait.
+      await until('every process of the timed-out hook gone', () => ['4711', '4712', '4713'].every((n) => processesWithArgv(['sleep', n]).length === 0), 5000);
+    },
+  );
+});
+
+test('a process the app forked that outlives it is never the main process: after a restart the signal hits the new app', async (t) => {
+  // The app forks a child carrying the marker env, then becomes the fake app.
+  const app = `sleep 4721 & exec ${process.execPath} ${FAKE_APP}`;
+  await withPod(
+    t,
+    {
+      name: 'reparented',
+      graceSeconds: 10,
+      hooks: { app: { shutdownSeconds: 1, preStop: [{ signal: { name: 'SIGUSR1' } }] } },
+      containers: [{ name: 'app', uid: 1000, command: ['/bin/sh', '-c', app] }],
+    },
+    async (pod) => {
+      const first = pod.containers.get('app')!;
+      await until('first app run started', () => pod.appEvents('app').some((e) => e.ev === 'start'), 10_000);
+      process.kill(first.pid, 'SIGKILL');
+      await first.exited;
+      // The child is now the pod init's (PPid 1 inside the pod), started before the next run.
+      const [leftover] = processesWithArgv(['sleep', '4721']);
+      assert.ok(leftover, 'the forked child outlived the app');
+      assert.equal(pod.podView(leftover, 'PPid'), '1');
+      const second = await pod.startContainer('app');
+      await until('second app run started', () => pod.appEvents('app').filter((e) => e.ev === 'start').length === 2, 10_000);
+      const r = await kubeletCall(second.spec.lifecycle!.preStop!.httpGet, 15_000);
+      assert.equal(r.ok, true, r.error);
+      await until('SIGUSR1 at the new app', () => pod.appEvents('app').some((e) => e.ev === 'signal' && e.sig === 'SIGUSR1'), 3000);
+      assert.equal(processesWithArgv(['sleep', '4721']).length, 2, 'neither the leftover nor the new child got the signal');
+    },
+  );
+});
+
+test('another container that sets HOOK_RUNNER_CONTAINER=app is never chosen for signal or exec', async (t) => {
+  await withPod(
+    t,
+    {
+      name: 'impostor',
+      graceSeconds: 10,
+      hooks: { app: { shutdownSeconds: 1, preStop: [{ signal: { name: 'SIGUSR1' }, continueOnError: true }, { exec: { command: ['sh', '-c', 'touch hooked'] } }] } },
+      // Started first, so it is the earliest process carrying the marker.
+      containers: [{ name: 'evil', uid: 1000, env: { HOOK_RUNNER_CONTAINER: 'app' } }, { name: 'app', uid: 1000 }],
+    },
+    async (pod) => {
+      const r = await kubeletCall(pod.containers.get('app')!.spec.lifecycle!.preStop!.httpGet, 15_000);
+      assert.equal(r.ok, false, 'the hook fails rather than act on a process that may be the wrong one');
+      const rep = await lastReport(pod, 'app', 'preStop');
+      for (const h of rep.handlers) assert.match(h.attempts[0].error, /processes of 2 containers claim HOOK_RUNNER_CONTAINER=app/);
+      assert.ok(!pod.appEvents('evil').some((e) => e.ev === 'signal'), 'the impostor got no signal');
+      assert.ok(!pod.appEvents('app').some((e) => e.ev === 'signal'));
+      assert.ok(!existsSync(`${pod.dir}/c-evil/work/hooked`), 'the exec never ran in the impostor');
+      assert.ok(pod.sidecarLines().some((l) => /refusing to pick a target/.test(l.msg ?? '')));
+    },
+  );
+});

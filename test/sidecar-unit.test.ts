@@ -6,7 +6,7 @@ import type { HandlerSpec } from '../common/spec.js';
 import { capMask, capNames, setprivCapList } from '../sidecar/caps.js';
 import { EnvError, loadSidecarEnv } from '../sidecar/env.js';
 import { planExec } from '../sidecar/handlers.js';
-import { containerProcesses, environValue, mainProcess, parseEnviron, parseStat, parseStatus, runId, type ProcSnapshot } from '../sidecar/proc.js';
+import { chooseMain, containerProcesses, environValue, mainProcess, parseEnviron, parseStat, parseStatus, runId, type ProcSnapshot } from '../sidecar/proc.js';
 import { HookRegistry } from '../sidecar/registry.js';
 import { retryDelayMs, retrySchedule, runHandlerList, type AttemptResult } from '../sidecar/runner.js';
 import { tokenMatches } from '../sidecar/server.js';
@@ -40,27 +40,36 @@ test('parseStatus reads effective uid/gid, groups and capability sets', () => {
   assert.deepEqual(capNames(s.capBnd), ['chown', 'dac_override', 'fowner', 'fsetid', 'kill', 'setgid', 'setuid', 'setpcap', 'net_bind_service', 'net_raw', 'sys_chroot', 'mknod', 'audit_write', 'setfcap']);
 });
 
-test('containerProcesses and mainProcess: marker, zombies, our own descendants, earliest root', () => {
-  const e = (pid: number, ppid: number, startTime: number, marker?: string, state = 'S') => ({ pid, ppid, startTime, marker, state, comm: 'x', pgrp: pid, unreadable: false });
-  const snap: ProcSnapshot = {
-    unreadable: 0,
-    entries: [
-      e(1, 0, 1),
-      e(10, 1, 100, 'app'), // the app's main process
-      e(11, 10, 110, 'app'), // its child
-      e(20, 1, 50), // the sidecar (no marker)
-      e(21, 20, 300, 'app'), // an exec hook the sidecar started: carries the target env, but is ours
-      e(22, 21, 301, 'app'),
-      e(30, 1, 40, 'web', 'Z'), // zombie of another container
-      e(31, 1, 400, 'app'), // a second root (e.g. a process re-parented to pid 1): started later
-    ],
-  };
+test('containerProcesses and chooseMain: marker, zombies, our own descendants; the main process is one the runtime started (PPid 0), earliest in its mount namespace', () => {
+  const e = (pid: number, ppid: number, startTime: number, marker?: string, state = 'S', mntNs?: string) => ({ pid, ppid, startTime, marker, state, comm: 'x', pgrp: pid, unreadable: false, ...(mntNs ? { mntNs } : {}) });
+  const entries = [
+    e(1, 0, 1),
+    e(10, 0, 100, 'app', 'S', 'mnt:[1]'), // the app's main process: its parent is outside the pod's PID namespace
+    e(11, 10, 110, 'app'), // its child
+    e(20, 0, 50), // the sidecar (no marker)
+    e(21, 20, 300, 'app'), // an exec hook the sidecar started: carries the target env, but is ours
+    e(22, 21, 301, 'app'),
+    e(30, 1, 40, 'web', 'Z'), // zombie of another container
+    e(31, 1, 400, 'app'), // a process the app forked, reparented to the pod's init
+    e(32, 1, 20, 'app'), // a leftover of an earlier run, started before the app: still never the main process
+    e(40, 0, 500, 'app', 'S', 'mnt:[1]'), // an exec into the container (probe, kubectl exec): same namespace, later
+  ];
+  const snap: ProcSnapshot = { unreadable: 0, entries };
   const procs = containerProcesses(snap, 'app', 20);
-  assert.deepEqual(procs.map((p) => p.pid), [10, 11, 31]);
+  assert.deepEqual(procs.map((p) => p.pid), [10, 11, 31, 32, 40]);
   const main = mainProcess(procs)!;
   assert.equal(main.pid, 10);
   assert.equal(runId(main), '10@100');
   assert.deepEqual(containerProcesses(snap, 'web', 20), []);
+  // Only leftovers: no main process at all.
+  assert.deepEqual(chooseMain(procs.filter((p) => p.ppid !== 0)), {});
+  // Another container sets the marker (its own mount namespace, started earlier): nothing is chosen.
+  const hostile = containerProcesses({ unreadable: 0, entries: [...entries, e(50, 0, 10, 'app', 'S', 'mnt:[2]')] }, 'app', 20);
+  const choice = chooseMain(hostile);
+  assert.equal(choice.main, undefined);
+  assert.deepEqual(choice.conflict?.map((p) => p.pid), [50, 10]);
+  // A namespace that could not be read never matches another.
+  assert.deepEqual(chooseMain([e(10, 0, 100, 'app'), e(40, 0, 500, 'app')]).conflict?.map((p) => p.pid), [10, 40]);
 });
 
 const h = (over: Partial<HandlerSpec> = {}): HandlerSpec => ({ sleep: { seconds: 0 }, timeoutSeconds: 5, retries: 0, retryDelaySeconds: 1, continueOnError: false, ...over }) as HandlerSpec;
