@@ -9,10 +9,11 @@
  *   never a leftover of the app, never a process of another container that sets the marker.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
+import { findExecTools, runExec } from '../sidecar/handlers.js';
 import { FAKE_APP, kubeletCall, lastReport, processesWithArgv, until, which, withPod } from './harness/pod.js';
 
 /** A shared library whose constructor appends `uid euid CapEff cmdline` to `out`; `la_version` makes it an LD_AUDIT module too. */
@@ -184,4 +185,22 @@ test('another container that sets HOOK_RUNNER_CONTAINER=app is never chosen for 
       assert.ok(pod.sidecarLines().some((l) => /refusing to pick a target/.test(l.msg ?? '')));
     },
   );
+});
+
+test('issue 13 item 2: an exec attempt settles when the helper\'s pipes close, not after a fixed wait (setTimeout frozen)', async (t) => {
+  if (process.getuid?.() !== 0) return t.skip('needs root: entering the target root needs CAP_SYS_CHROOT');
+  const tools = findExecTools();
+  assert.ok(tools, 'dist/sidecar/hook-exec is missing: run npm run build first');
+  const target = spawn('sleep', ['30'], { stdio: 'ignore' });
+  t.after(() => target.kill('SIGKILL'));
+  const stat = readFileSync(`/proc/${target.pid}/stat`, 'utf8');
+  const startTime = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+  // Only setTimeout is frozen: a result that waits on any timer never comes. setInterval bounds the wait.
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const run = runExec(['/bin/sh', '-c', 'echo out; echo err >&2; exit 3'], { pid: target.pid!, startTime }, new AbortController().signal, { procRoot: '/proc', tools, self: { capEff: 0n, capPrm: 0n } });
+  let bound: NodeJS.Timeout | undefined;
+  const r = await Promise.race([run, new Promise<'none'>((resolve) => (bound = setInterval(() => resolve('none'), 10_000)))]);
+  clearInterval(bound);
+  assert.notEqual(r, 'none', 'the attempt settled without any setTimeout firing');
+  assert.deepEqual(r, { ok: false, exitCode: 3, error: 'exit code 3', output: 'out\nerr\n' });
 });

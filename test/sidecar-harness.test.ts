@@ -175,7 +175,7 @@ test("the seed's budget case scaled down: grace 6 s, a 5.5 s PreStop, 1 s shutdo
   );
 });
 
-test('a handler that forks children ignoring SIGTERM is cut off with its whole process group', async (t) => {
+test('a handler that forks children ignoring SIGTERM is cut off with every process it started', async (t) => {
   await withPod(
     t,
     {
@@ -308,7 +308,7 @@ test('signal with waitForExit: PreStop returns once the main process has exited'
   );
 });
 
-test('a missing capability makes exec fail: without SYS_CHROOT nsenter cannot enter the target root', async (t) => {
+test('a missing capability makes exec fail: without SYS_CHROOT the helper cannot enter the target root', async (t) => {
   await withPod(
     t,
     {
