@@ -219,7 +219,7 @@ export class HookService {
         const target: Target | undefined = found ?? (await this.findTarget(container, 0));
         if (!target) return { ok: false, error: this.conflicts.get(container) ?? `no process of container ${container} found (${ENV_MARKER}=${container} in /proc/*/environ of a process the container runtime started)` };
         if (kind === 'signal') return runSignal(action as SignalAction, target, signal, this.procRoot);
-        if (!this.d.tools) return { ok: false, error: 'nsenter (util-linux) is not installed in the sidecar image' };
+        if (!this.d.tools) return { ok: false, error: 'the exec helper dist/sidecar/hook-exec is missing from the sidecar image (built by npm run build)' };
         return runExec((action as ExecAction).command, target, signal, {
           procRoot: this.procRoot,
           tools: this.d.tools,

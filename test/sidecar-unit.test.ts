@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { preStopDeadlineMs } from '../common/budget.js';
 import type { HandlerSpec } from '../common/spec.js';
-import { capMask, capNames, setprivCapList } from '../sidecar/caps.js';
+import { capMask, capNames } from '../sidecar/caps.js';
 import { EnvError, loadSidecarEnv } from '../sidecar/env.js';
 import { planExec } from '../sidecar/handlers.js';
 import { chooseMain, containerProcesses, environValue, mainProcess, parseEnviron, parseStat, parseStatus, runId, type ProcSnapshot } from '../sidecar/proc.js';
