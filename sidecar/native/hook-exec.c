@@ -40,7 +40,7 @@
 #define FD_ENV 5
 #define ENV_MAX (16u << 20) /* far above what execve accepts (ARG_MAX) */
 #define MAX_GROUPS 65536
-#define CLEANUP_ROUNDS 2000 /* x 2 ms: a bounded cleanup even if something cannot be killed */
+#define CLEANUP_ROUNDS 50 /* x up to 100 ms: a bounded cleanup (5 s) even if something cannot be killed */
 
 static void die(int code, const char *fmt, ...) {
   char buf[512];
