@@ -114,7 +114,7 @@ export async function runSidecar(env: SidecarEnv, log: Logger): Promise<number> 
         log.info({ signal: why, graceSeconds: grace.seconds, graceSource: grace.source }, 'stop signal: serving until the hooked containers have exited');
         // Bounded by the grace period (and by a count, should the clock jump).
         for (let i = 0; Date.now() < until && i < (grace.seconds * 1000) / SHUTDOWN_POLL_MS + 10; i++) {
-          if (hookedProcessesAlive(env) === 0) break;
+          if (hookedProcessesAlive(env) === 0 && service.inFlight() === 0) break; // a call in flight is answered first
           await new Promise((r) => setTimeout(r, SHUTDOWN_POLL_MS));
         }
       }
