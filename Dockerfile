@@ -12,6 +12,11 @@ ARG NODE_IMAGE=node:20.20.2-bookworm-slim
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 ENV NPM_CONFIG_UPDATE_NOTIFIER=false NPM_CONFIG_FUND=false NPM_CONFIG_AUDIT=false
+# gcc + the static C library for the exec helper (sidecar/native/hook-exec.c, linked statically so no
+# dynamic loader runs in it: docs/security.md). Build stage only; the runtime image gets the binary.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 # Dependencies first: this layer is reused until the lockfile changes.
 COPY package.json package-lock.json ./
 RUN npm ci
@@ -20,8 +25,10 @@ COPY common ./common
 COPY webhook ./webhook
 COPY sidecar ./sidecar
 COPY cli ./cli
-COPY scripts/bundle-sidecar.mjs ./scripts/
+COPY scripts/bundle-sidecar.mjs scripts/build-native.mjs ./scripts/
+# `! ldd`: the helper must be static (ldd refuses a static binary).
 RUN npm run build \
+ && ! ldd dist/sidecar/hook-exec \
  && npm prune --omit=dev \
  && find dist -name '*.map' -delete \
  && find node_modules -type f \( -name '*.map' -o -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' \) -delete \
@@ -29,12 +36,10 @@ RUN npm run build \
 
 # ---- runtime ----
 FROM ${NODE_IMAGE} AS runtime
-# nsenter and setpriv (exec handlers, DESIGN §6) come from util-linux, an Essential package of Debian bookworm,
-# so they are already in the slim image; fail the build if that ever changes. npm, npx, yarn and
-# corepack are not needed at run time: removing them leaves less to run and to patch (it does not
-# shrink the image: their bytes stay in the base layer).
-RUN nsenter --version && setpriv --version \
- && rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
+# exec handlers (DESIGN §6) need only dist/sidecar/hook-exec, checked below; no util-linux tool.
+# npm, npx, yarn and corepack are not needed at run time: removing them leaves less to run and to
+# patch (it does not shrink the image: their bytes stay in the base layer).
+RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
            /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
            /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-* \
  && groupadd --gid 65532 nonroot \
@@ -45,8 +50,10 @@ COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 # `hook-runner` on PATH: the entrypoint, and the container-mode sidecar's PostStart
-# `exec: [hook-runner, wait-ready]` (DESIGN §4). Checked at build time.
-RUN ln -s /app/dist/cli/main.js /usr/local/bin/hook-runner && hook-runner version
+# `exec: [hook-runner, wait-ready]` (DESIGN §4). Checked at build time, as is the exec helper (it
+# runs here and exits 125 with its usage when given no arguments).
+RUN ln -s /app/dist/cli/main.js /usr/local/bin/hook-runner && hook-runner version \
+ && { /app/dist/sidecar/hook-exec; test $? -eq 125; }
 # Numeric, non-root by default, so the kubelet can verify runAsNonRoot. The webhook's injected
 # sidecar overrides the user only for exec/signal handlers (DESIGN §5).
 USER 65532:65532

@@ -1,4 +1,4 @@
-/** Linux capability numbers and names (capability.h), for reading CapEff/CapBnd and talking to setpriv. */
+/** Linux capability numbers and names (capability.h), for reading CapEff/CapBnd and the exec helper's bounding mask. */
 export const CAP_NAMES = [
   'chown', 'dac_override', 'dac_read_search', 'fowner', 'fsetid', 'kill', 'setgid', 'setuid', 'setpcap',
   'linux_immutable', 'net_bind_service', 'net_broadcast', 'net_admin', 'net_raw', 'ipc_lock', 'ipc_owner',
@@ -20,9 +20,4 @@ export function capMask(names: readonly CapName[]): bigint {
 /** Names of the set bits we know, lowest first. */
 export function capNames(mask: bigint): CapName[] {
   return CAP_NAMES.filter((_, i) => (mask >> BigInt(i)) & 1n);
-}
-
-/** `-all,+a,+b` for `setpriv --bounding-set`. */
-export function setprivCapList(mask: bigint): string {
-  return ['-all', ...capNames(mask).map((n) => `+${n}`)].join(',');
 }

@@ -2,13 +2,12 @@
  * `hook-runner sidecar`: configured only by the environment the webhook writes (DESIGN §5).
  * Resolves with the exit code once the sidecar has shut down.
  */
-import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { createLogger, type Logger } from '../common/logger.js';
 import { ENV_EVENT_OUTPUT, ENV_GRACE_SECONDS, ENV_MARKER, ENV_PORT, ENV_SPEC, ENV_TOKEN, HEADER_TOKEN } from '../common/names.js';
 import { capNames } from './caps.js';
 import { EnvError, loadSidecarEnv, type SidecarEnv } from './env.js';
-import type { ExecTools } from './handlers.js';
+import { findExecTools } from './handlers.js';
 import { KubeClient } from './kube.js';
 import { SidecarMetrics } from './metrics.js';
 import { containerProcesses, parseStatus, readProcSnapshot } from './proc.js';
@@ -32,19 +31,6 @@ Endpoints: GET|POST /v1/hooks/{container}/{postStart|preStop}, GET .../last, /he
 /** Time kept back at the end of the grace period so the sidecar exits 0 before the kubelet's SIGKILL. */
 export const EXIT_MARGIN_MS = 1000;
 const SHUTDOWN_POLL_MS = 100;
-
-function which(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(delimiter)) {
-    const p = join(dir, name);
-    try {
-      accessSync(p, fsConstants.X_OK);
-      return p;
-    } catch {
-      /* next */
-    }
-  }
-  return undefined;
-}
 
 /** Every process that may belong to a hooked container: marker match, or environ unreadable. */
 export function hookedProcessesAlive(env: SidecarEnv, procRoot = '/proc'): number {
@@ -81,10 +67,9 @@ export async function runSidecarCli(argv: string[]): Promise<number> {
 
 export async function runSidecar(env: SidecarEnv, log: Logger): Promise<number> {
   const status = parseStatus(readFileSync('/proc/self/status', 'utf8'));
-  const nsenter = which('nsenter');
-  const tools: ExecTools | undefined = nsenter ? { nsenter, setpriv: which('setpriv') } : undefined;
+  const tools = findExecTools();
   const usesExec = Object.values(env.spec).some((h) => [...h.postStart, ...h.preStop].some((x) => 'exec' in x));
-  if (usesExec && !tools) log.warn({}, 'exec hooks are declared but nsenter (util-linux) is not on PATH; they will fail');
+  if (usesExec && !tools) log.warn({}, 'exec hooks are declared but the hook-exec helper is missing next to the sidecar (dist/sidecar/hook-exec, built by npm run build); they will fail');
   const metrics = new SidecarMetrics();
   const kube = new KubeClient(env.pod, log);
   const service = new HookService({ env, log, metrics, kube, tools, self: { capEff: status.capEff, capPrm: status.capPrm } });
@@ -129,7 +114,7 @@ export async function runSidecar(env: SidecarEnv, log: Logger): Promise<number> 
         log.info({ signal: why, graceSeconds: grace.seconds, graceSource: grace.source }, 'stop signal: serving until the hooked containers have exited');
         // Bounded by the grace period (and by a count, should the clock jump).
         for (let i = 0; Date.now() < until && i < (grace.seconds * 1000) / SHUTDOWN_POLL_MS + 10; i++) {
-          if (hookedProcessesAlive(env) === 0) break;
+          if (hookedProcessesAlive(env) === 0 && service.inFlight() === 0) break; // a call in flight is answered first
           await new Promise((r) => setTimeout(r, SHUTDOWN_POLL_MS));
         }
       }

@@ -3,14 +3,16 @@
  * tcpSocket. Each runs one attempt and honours the abort signal (timeout or PreStop deadline).
  */
 import type { ChildProcess } from 'node:child_process';
-import { closeSync, constants as fsConstants, openSync } from 'node:fs';
+import type { Writable } from 'node:stream';
+import { accessSync, closeSync, constants as fsConstants, openSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import { constants as osConstants } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import type { HttpAction, HttpGetAction, SignalAction, TcpSocketAction } from '../common/spec.js';
-import { capBit, capNames, setprivCapList } from './caps.js';
-import { isRunAlive, readEnviron, readStat, readStatus, type ProcStatus } from './proc.js';
+import { capBit, capNames } from './caps.js';
+import { isRunAlive, readStat, readStatus, type ProcStatus } from './proc.js';
 import { delay, type AttemptResult } from './runner.js';
 import { Tail } from './tail.js';
 
@@ -26,9 +28,25 @@ export interface Target {
 }
 
 export interface ExecTools {
-  nsenter: string;
-  /** util-linux setpriv: sets the target's gid and supplementary groups, narrows the bounding set. */
-  setpriv?: string;
+  /** The statically linked hook-exec helper (sidecar/native/hook-exec.c). */
+  helper: string;
+}
+
+/** Where `npm run build` puts the helper: next to this module (dist/sidecar), or dist/ from the sources. */
+const HELPER_CANDIDATES = ['./hook-exec', '../hook-exec', '../dist/sidecar/hook-exec'];
+
+/** The hook-exec helper shipped with this build, or undefined when it was not built. */
+export function findExecTools(): ExecTools | undefined {
+  for (const rel of HELPER_CANDIDATES) {
+    const path = fileURLToPath(new URL(rel, import.meta.url));
+    try {
+      accessSync(path, fsConstants.X_OK);
+      return { helper: path };
+    } catch {
+      /* next */
+    }
+  }
+  return undefined;
 }
 
 export interface ExecPlan {
@@ -39,38 +57,20 @@ export interface ExecPlan {
 }
 
 /**
- * Builds the command line that runs `command` in the target's root and cwd as its uid/gid. The root
- * and cwd arrive as fds 3 and 4 (opened by the sidecar, which holds SYS_PTRACE), so nsenter needs
- * only SYS_CHROOT and SETUID, and a narrowed bounding set can leave SYS_PTRACE out.
+ * Builds the helper's command line: it runs `command` in the target's root and cwd (fds 3 and 4,
+ * opened by the sidecar, which holds SYS_PTRACE) as the target's uid, gid and groups. With
+ * CAP_SETPCAP the bounding set is narrowed to what the target has (∩ ours), so a uid-0 command holds
+ * no more than the target; without it, a uid-0 command keeps ours and the excess is reported.
  */
 export function planExec(command: readonly string[], target: Pick<ProcStatus, 'uid' | 'gid' | 'groups' | 'capBnd'>, self: { capEff: bigint; capPrm: bigint }, tools: ExecTools): ExecPlan {
-  const nsenterArgs = ['--root=/proc/self/fd/3', '--wd=/proc/self/fd/4'];
-  if (target.uid !== 0) nsenterArgs.push(`--setuid=${target.uid}`);
-  nsenterArgs.push('--', ...command);
+  const args = ['--uid', String(target.uid), '--gid', String(target.gid), '--groups', target.groups.join(',')];
   let excess = target.uid === 0 ? self.capPrm & ~target.capBnd : 0n;
-  const pre: string[] = [];
-  if (tools.setpriv) {
-    pre.push(`--regid=${target.gid}`);
-    pre.push(target.groups.length ? `--groups=${target.groups.join(',')}` : '--clear-groups');
-    // Narrowing the bounding set needs CAP_SETPCAP. With no_new_privs (allowPrivilegeEscalation:
-    // false) the command then holds at most (target bounding ∩ ours) plus SYS_CHROOT for nsenter.
-    if (excess !== 0n && (self.capEff & capBit('setpcap')) !== 0n) {
-      pre.push(`--bounding-set=${setprivCapList((target.capBnd & self.capPrm) | capBit('sys_chroot'))}`);
-      excess = capBit('sys_chroot') & ~target.capBnd & self.capPrm;
-    }
-    return { file: tools.setpriv, args: [...pre, '--', tools.nsenter, ...nsenterArgs], excessCaps: capNames(excess) };
+  if ((self.capEff & capBit('setpcap')) !== 0n) {
+    args.push('--bounding', (target.capBnd & self.capPrm).toString(16));
+    excess = 0n;
   }
-  // Without setpriv nsenter sets the gid (and clears supplementary groups).
-  return { file: tools.nsenter, args: [`--setgid=${target.gid}`, ...nsenterArgs], excessCaps: capNames(excess) };
-}
-
-export function envObject(entries: readonly string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const e of entries) {
-    const i = e.indexOf('=');
-    if (i > 0) out[e.slice(0, i)] = e.slice(i + 1);
-  }
-  return out;
+  args.push('--', ...command);
+  return { file: tools.helper, args, excessCaps: capNames(excess) };
 }
 
 export interface ExecContext {
@@ -90,14 +90,24 @@ export function killGroup(pid: number): void {
   }
 }
 
+/**
+ * After the helper exits its output pipes close at once (it ends every process the command started).
+ * Should something else still hold them (a descriptor passed away over a socket), stop reading after
+ * this long.
+ */
+export const PIPE_CLOSE_FALLBACK_MS = 250;
+/** The helper ends the command's processes itself on SIGTERM; past this, its group is SIGKILLed. */
+const HELPER_TERM_GRACE_MS = 10_000;
+
 export async function runExec(command: readonly string[], target: Target, signal: AbortSignal, ctx: ExecContext): Promise<AttemptResult> {
   let status: ProcStatus;
-  let env: string[];
+  let env: Buffer;
   let rootFd = -1;
   let cwdFd = -1;
   try {
     status = readStatus(target.pid, ctx.procRoot);
-    env = readEnviron(target.pid, ctx.procRoot);
+    // Raw bytes: the helper hands them to the final execve unchanged (no decoding round trip).
+    env = readFileSync(`${ctx.procRoot}/${target.pid}/environ`);
     rootFd = openSync(`${ctx.procRoot}/${target.pid}/root`, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
     cwdFd = openSync(`${ctx.procRoot}/${target.pid}/cwd`, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
     // The pid may have been reused between discovery and open: check the run is still the same.
@@ -114,16 +124,22 @@ export async function runExec(command: readonly string[], target: Target, signal
   const tail = new Tail();
   return new Promise<AttemptResult>((resolve) => {
     let settled = false;
+    let fallback: NodeJS.Timeout | undefined;
     const finish = (r: AttemptResult) => {
       if (settled) return;
       settled = true;
+      clearTimeout(fallback);
       signal.removeEventListener('abort', onAbort);
       resolve({ ...r, output: tail.toString() });
     };
+    const outcome = (code: number | null, sig: NodeJS.Signals | null): AttemptResult =>
+      code === 0 ? { ok: true, exitCode: 0 } : { ok: false, exitCode: code, error: sig ? `killed by ${sig}` : `exit code ${code}` };
     let child: ChildProcess;
     try {
-      // detached: own session and process group, so a timeout kills every process the command forked.
-      child = childProcess().spawn(plan.file, plan.args, { env: envObject(env), stdio: ['ignore', 'pipe', 'pipe', rootFd, cwdFd], detached: true });
+      // The helper starts with an EMPTY environment: nothing the target chose (LD_PRELOAD, LD_AUDIT...)
+      // reaches a privileged step. The target's environment goes on fd 5, for the final execve only.
+      // detached: own process group, the last resort should the helper itself hang.
+      child = childProcess().spawn(plan.file, plan.args, { env: {}, stdio: ['ignore', 'pipe', 'pipe', rootFd, cwdFd, 'pipe'], detached: true });
     } catch (e) {
       closeSync(rootFd);
       closeSync(cwdFd);
@@ -132,23 +148,36 @@ export async function runExec(command: readonly string[], target: Target, signal
     }
     closeSync(rootFd);
     closeSync(cwdFd);
+    // stdio[5]: the pipe asked for above (the typings list only five entries).
+    const envPipe = (child.stdio as unknown as Array<Writable | null>)[5];
+    envPipe?.on('error', () => {}); // EPIPE when the helper failed early: its exit status says why
+    envPipe?.end(env);
     const onAbort = () => {
-      if (child.pid) killGroup(child.pid);
-      finish({ ok: false, error: 'killed (process group)', exitCode: null });
+      // SIGTERM: the helper freezes, kills and reaps everything the command started, then exits.
+      if (child.pid) {
+        const pid = child.pid;
+        try {
+          process.kill(pid, 'SIGTERM');
+        } catch {
+          /* gone */
+        }
+        if (child.exitCode === null && child.signalCode === null) setTimeout(() => child.exitCode === null && child.signalCode === null && killGroup(pid), HELPER_TERM_GRACE_MS).unref();
+      }
+      finish({ ok: false, error: 'killed (timeout: the command and every process it started)', exitCode: null });
     };
     signal.addEventListener('abort', onAbort, { once: true });
     if (signal.aborted) onAbort();
     child.stdout?.on('data', (b: Buffer) => tail.push(b));
     child.stderr?.on('data', (b: Buffer) => tail.push(b));
     child.on('error', (e) => finish({ ok: false, error: `cannot start ${plan.file}: ${e.message}` }));
+    // 'close' comes once the helper exited and its pipes are drained: all the output is in.
+    child.on('close', (code, sig) => finish(outcome(code, sig)));
     child.on('exit', (code, sig) => {
-      // Background children may keep the pipes open; give the output a moment, then stop reading.
-      setTimeout(() => {
+      fallback = setTimeout(() => {
         child.stdout?.destroy();
         child.stderr?.destroy();
-        if (code === 0) finish({ ok: true, exitCode: 0 });
-        else finish({ ok: false, exitCode: code, error: sig ? `killed by ${sig}` : `exit code ${code}` });
-      }, 30);
+        finish(outcome(code, sig));
+      }, PIPE_CLOSE_FALLBACK_MS);
     });
   });
 }

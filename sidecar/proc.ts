@@ -2,7 +2,7 @@
  * Process discovery through the pod's shared PID namespace (DESIGN §6). Pure parsers of /proc text
  * first (unit-tested on fixtures), then a small adapter that reads a /proc tree.
  */
-import { closeSync, openSync, readFileSync, readSync, readdirSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, readdirSync, readlinkSync } from 'node:fs';
 import { ENV_MARKER } from '../common/names.js';
 
 export interface ProcStat {
@@ -82,6 +82,11 @@ export interface ProcEntry extends ProcStat {
   marker?: string;
   /** true when the environ could not be read (another uid and no SYS_PTRACE + DAC_READ_SEARCH). */
   unreadable: boolean;
+  /**
+   * The mount namespace (`/proc/PID/ns/mnt` link text): each container has its own. Read only for
+   * main-process candidates (marker set, parent outside the PID namespace); undefined when unreadable.
+   */
+  mntNs?: string;
 }
 
 export interface ProcSnapshot {
@@ -105,15 +110,38 @@ export function containerProcesses(snap: ProcSnapshot, container: string, exclud
   return snap.entries.filter((e) => e.marker === container && e.state !== 'Z' && e.state !== 'X' && !descends(e));
 }
 
+export interface MainChoice {
+  main?: ProcEntry;
+  /** Processes of more than one container claim the name (the earliest of each): none is chosen. */
+  conflict?: ProcEntry[];
+}
+
 /**
- * The container's main process: one whose parent is not in the container. Exec hooks and their
- * children carry the marker too (they get the target's env), so the earliest started root wins.
+ * The container's main process (DESIGN §6): one the container runtime started. Seen from inside the
+ * pod, such a process's parent is outside the PID namespace (`PPid: 0`; the runtime's shim or
+ * conmon). A hook's child or leftover, or a process the app forked that outlived it, has a parent
+ * inside (the pod's init after reparenting) and is never chosen. An exec into the container (a
+ * probe, `kubectl exec`) also has PPid 0 but starts later in the same mount namespace: the earliest
+ * start wins. Another container that sets the marker has PPid 0 in a different mount namespace:
+ * then the name is claimed twice and nothing is chosen, rather than risk signalling the wrong one.
  */
+export function chooseMain(procs: readonly ProcEntry[]): MainChoice {
+  const byNs = new Map<string, ProcEntry>();
+  for (const p of procs) {
+    if (p.ppid !== 0) continue;
+    // An unreadable namespace cannot be matched to another: it counts as a container of its own.
+    const key = p.mntNs ?? `unknown:${p.pid}`;
+    const cur = byNs.get(key);
+    if (!cur || p.startTime < cur.startTime || (p.startTime === cur.startTime && p.pid < cur.pid)) byNs.set(key, p);
+  }
+  const firsts = [...byNs.values()].sort((a, b) => a.startTime - b.startTime || a.pid - b.pid);
+  if (firsts.length > 1) return { conflict: firsts };
+  return firsts.length ? { main: firsts[0] } : {};
+}
+
+/** The container's main process, or undefined (none, or claimed by more than one container). */
 export function mainProcess(procs: readonly ProcEntry[]): ProcEntry | undefined {
-  const pids = new Set(procs.map((p) => p.pid));
-  const roots = procs.filter((p) => !pids.has(p.ppid));
-  roots.sort((a, b) => a.startTime - b.startTime || a.pid - b.pid);
-  return roots[0];
+  return chooseMain(procs).main;
 }
 
 /** Names one run of a container: main pid and its start time. */
@@ -177,7 +205,15 @@ export function readProcSnapshot(procRoot = '/proc'): ProcSnapshot {
         unreadable++;
       } else continue; // ENOENT/ESRCH: exited while we looked
     }
-    entries.push({ ...stat, marker, unreadable: bad });
+    const entry: ProcEntry = { ...stat, marker, unreadable: bad };
+    if (marker !== undefined && stat.ppid === 0) {
+      try {
+        entry.mntNs = readlinkSync(`${procRoot}/${name}/ns/mnt`);
+      } catch {
+        /* gone, or not ours to read: counts as a container of its own */
+      }
+    }
+    entries.push(entry);
   }
   return { entries, unreadable };
 }
@@ -192,10 +228,6 @@ export function readStat(pid: number, procRoot = '/proc'): ProcStat | undefined 
 
 export function readStatus(pid: number, procRoot = '/proc'): ProcStatus {
   return parseStatus(readFileSync(`${procRoot}/${pid}/status`, 'utf8'));
-}
-
-export function readEnviron(pid: number, procRoot = '/proc'): string[] {
-  return parseEnviron(readFileSync(`${procRoot}/${pid}/environ`));
 }
 
 /** true while the run `(pid, startTime)` is alive (not gone, not a zombie, pid not reused). */

@@ -10,7 +10,7 @@ import type { SidecarEnv } from './env.js';
 import { runExec, runHttp, runSignal, runSleep, runTcp, type ExecTools, type Target } from './handlers.js';
 import type { KubeClient } from './kube.js';
 import type { SidecarMetrics } from './metrics.js';
-import { containerProcesses, mainProcess, readProcSnapshot, runId, type ProcEntry } from './proc.js';
+import { chooseMain, containerProcesses, readProcSnapshot, runId, type ProcEntry } from './proc.js';
 import { HookRegistry } from './registry.js';
 import { delay, runHandlerList, type AttemptResult, type HandlerReport } from './runner.js';
 
@@ -57,6 +57,8 @@ export class HookService {
   private readonly procRoot: string;
   private warnedUnreadable = false;
   private readonly warnedCaps = new Set<string>();
+  /** Per container, why the last lookup refused to choose a target (a second container claims the name). */
+  private readonly conflicts = new Map<string, string>();
   private readonly running = new Set<AbortController>();
 
   constructor(private readonly d: ServiceDeps) {
@@ -86,12 +88,24 @@ export class HookService {
     const until = Date.now() + waitMs;
     for (let i = 0; i < Math.ceil(waitMs / DISCOVERY_POLL_MS) + 1; i++) {
       const snap = readProcSnapshot(this.procRoot);
-      const main = mainProcess(containerProcesses(snap, container, process.pid));
-      if (main) return main;
+      const { main, conflict } = chooseMain(containerProcesses(snap, container, process.pid));
+      if (main) {
+        this.conflicts.delete(container);
+        return main;
+      }
+      // Another container claims the name too: refuse at once (waiting will not make it go away).
+      if (conflict) return this.refuseConflict(container, conflict);
       if (snap.unreadable > 0) this.warnUnreadable(snap.unreadable);
       if (Date.now() >= until || signal?.aborted) return undefined;
       await delay(DISCOVERY_POLL_MS, signal);
     }
+    return undefined;
+  }
+
+  private refuseConflict(container: string, conflict: ProcEntry[]): undefined {
+    const why = `processes of ${conflict.length} containers claim ${ENV_MARKER}=${container} (pids ${conflict.map((p) => p.pid).join(', ')}, each started by the runtime in its own mount namespace); another container of this pod sets the marker, so none is chosen`;
+    if (this.conflicts.get(container) !== why) this.d.log.warn({ container, pids: conflict.map((p) => p.pid), marker: ENV_MARKER }, `refusing to pick a target: ${why}`);
+    this.conflicts.set(container, why);
     return undefined;
   }
 
@@ -203,9 +217,9 @@ export class HookService {
       case 'exec': {
         // A retry may find a target that was not there yet.
         const target: Target | undefined = found ?? (await this.findTarget(container, 0));
-        if (!target) return { ok: false, error: `no process of container ${container} found (${ENV_MARKER}=${container} in /proc/*/environ)` };
+        if (!target) return { ok: false, error: this.conflicts.get(container) ?? `no process of container ${container} found (${ENV_MARKER}=${container} in /proc/*/environ of a process the container runtime started)` };
         if (kind === 'signal') return runSignal(action as SignalAction, target, signal, this.procRoot);
-        if (!this.d.tools) return { ok: false, error: 'nsenter (util-linux) is not installed in the sidecar image' };
+        if (!this.d.tools) return { ok: false, error: 'the exec helper dist/sidecar/hook-exec is missing from the sidecar image (built by npm run build)' };
         return runExec((action as ExecAction).command, target, signal, {
           procRoot: this.procRoot,
           tools: this.d.tools,

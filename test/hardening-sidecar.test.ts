@@ -152,13 +152,14 @@ test('exec of a missing binary fails with the reason in /last; a handler writing
   );
 });
 
-test('a handler that exits but leaves children that ignore signals holding the pipes open is still answered promptly', async (t) => {
+test('a handler that exits but leaves children that ignore signals holding the pipes open is answered promptly, the children ended', async (t) => {
   await withPod(t, { name: 'orphans', graceSeconds: 10, hooks: { app: { shutdownSeconds: 1, preStop: [{ exec: { command: ['sh', '-c', 'trap "" TERM HUP INT; (trap "" TERM HUP INT; exec sleep 4401) & echo bye'] }, timeoutSeconds: 10 }] } }, containers: [{ name: 'app', uid: 1000 }] }, async (pod) => {
     const app = pod.containers.get('app')!;
     const r = await kubeletCall(app.spec.lifecycle!.preStop!.httpGet, 10_000);
     assert.equal(r.ok, true, r.error);
     assert.ok(r.end - r.start < 3000, `answered without waiting for the child (${r.end - r.start} ms)`);
     assert.match((await lastReport(pod, 'app', 'preStop')).handlers[0].attempts[0].outputTail, /bye/);
+    assert.deepEqual(processesWithArgv(['sleep', '4401']), [], 'no process the handler started outlives it');
   });
 });
 

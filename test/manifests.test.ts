@@ -287,7 +287,7 @@ test('Dockerfile: multi-stage, base images pinned by version, never latest, Node
   assert.doesNotMatch(text, /\blatest\b/, 'no `latest` anywhere in the Dockerfile');
 });
 
-test('Dockerfile: build stage compiles and prunes; runtime has the app, nsenter, a non-root user and the hook-runner entrypoint', () => {
+test('Dockerfile: build stage compiles and prunes; runtime has the app, the static exec helper, a non-root user and the hook-runner entrypoint', () => {
   const { stages } = dockerfile();
   const runtime = stages[stages.length - 1]!;
   const build = stages.find((s) => s.name && runtime.instrs.some((i) => i.op === 'COPY' && i.args.includes(`--from=${s.name}`)));
@@ -297,7 +297,8 @@ test('Dockerfile: build stage compiles and prunes; runtime has the app, nsenter,
   assert.match(runs(build), /\bnpm run build\b/, 'build stage compiles TypeScript');
   assert.match(runs(build), /\bnpm prune --omit=dev\b|\bnpm ci --omit=dev\b/, 'build stage keeps production dependencies only');
   assert.doesNotMatch(runs(runtime), /\bnpm (ci|install|i)\b/, 'the runtime stage installs nothing with npm');
-  assert.match(runs(runtime), /\bnsenter\b/, 'the runtime stage checks that nsenter is there (exec handlers, DESIGN §6)');
+  assert.match(runs(build), /! ldd dist\/sidecar\/hook-exec\b/, 'the build stage checks that the exec helper is statically linked (docs/security.md)');
+  assert.match(runs(runtime), /\/app\/dist\/sidecar\/hook-exec\b/, 'the runtime stage checks that the exec helper runs (exec handlers, DESIGN §6)');
   const copies = runtime.instrs.filter((i) => i.op === 'COPY' && i.args.includes(`--from=${build.name}`)).map((i) => i.args);
   for (const want of ['dist', 'node_modules', 'package.json']) assert.ok(copies.some((c) => c.includes(`/${want}`)), `runtime copies ${want} from the build stage`);
   assert.ok(!runtime.instrs.some((i) => i.op === 'ADD'), 'no ADD in the runtime stage (nothing fetched, nothing unpacked implicitly)');

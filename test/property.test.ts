@@ -19,7 +19,7 @@ import { parseHooksText } from '../webhook/hooks-text.js';
 import { MutationError, mutatePod } from '../webhook/mutate.js';
 import { reviewAdmission } from '../webhook/admission.js';
 import { applyPatch } from '../webhook/patch.js';
-import { planExec, runExec } from '../sidecar/handlers.js';
+import { findExecTools, planExec, runExec } from '../sidecar/handlers.js';
 import { validateKubernetesObject } from './support/k8s-schema.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -215,12 +215,13 @@ test('generated valid pods: the patch gives the mutated pod, mutate∘mutate = m
   );
 });
 
-test('exec argv never reaches a shell: planExec ends in exactly the argv after "--", behind setpriv/nsenter', () => {
-  const tools = { nsenter: '/usr/bin/nsenter', setpriv: '/usr/bin/setpriv' };
+test('exec argv never reaches a shell: planExec ends in exactly the argv after "--", behind the hook-exec helper', () => {
+  const tools = { helper: '/app/dist/sidecar/hook-exec' };
   fc.assert(
-    fc.property(command, fc.constantFrom(0, 1000), fc.boolean(), (cmd, uid, withSetpriv) => {
-      const plan = planExec(cmd, { uid, gid: uid, groups: [], capBnd: 0n }, { capEff: 0n, capPrm: 0n }, withSetpriv ? tools : { nsenter: tools.nsenter });
-      assert.equal(plan.file, withSetpriv ? tools.setpriv : tools.nsenter);
+    fc.property(command, fc.constantFrom(0, 1000), fc.boolean(), (cmd, uid, setpcap) => {
+      const caps = setpcap ? 1n << 8n : 0n;
+      const plan = planExec(cmd, { uid, gid: uid, groups: [], capBnd: 0n }, { capEff: caps, capPrm: caps }, tools);
+      assert.equal(plan.file, tools.helper);
       assert.deepEqual(plan.args.slice(-cmd.length - 1), ['--', ...cmd]);
       assert.ok(!plan.args.slice(0, -cmd.length).some((a) => /^(\/bin\/)?(ba)?sh$/.test(a) || a === '-c'), 'no shell in front of the argv');
     }),
@@ -234,11 +235,13 @@ test('exec argv never reaches a shell: planExec ends in exactly the argv after "
     assert.ok(!/['"]-c['"]/.test(src), `${f}: a "-c" argument`);
   }
   const handlers = readFileSync(join(ROOT, 'sidecar', 'handlers.ts'), 'utf8');
-  assert.match(handlers, /spawn\(plan\.file, plan\.args, \{ env: envObject\(env\), stdio: \['ignore', 'pipe', 'pipe', rootFd, cwdFd\], detached: true \}\)/, 'the one spawn: file + argv, no shell option');
+  assert.match(handlers, /spawn\(plan\.file, plan\.args, \{ env: \{\}, stdio: \['ignore', 'pipe', 'pipe', rootFd, cwdFd, 'pipe'\], detached: true \}\)/, 'the one spawn: file + argv, empty environment, no shell option');
 });
 
-test('exec for real: shell metacharacters in argv arrive as literal arguments (root: nsenter into a target)', async (t) => {
-  if (process.getuid?.() !== 0) return t.skip('needs root: nsenter --root needs CAP_SYS_CHROOT');
+test('exec for real: shell metacharacters in argv arrive as literal arguments (root: the helper enters a target)', async (t) => {
+  if (process.getuid?.() !== 0) return t.skip('needs root: entering the target root needs CAP_SYS_CHROOT');
+  const tools = findExecTools();
+  assert.ok(tools, 'dist/sidecar/hook-exec is missing: run npm run build first');
   const target = spawn('sleep', ['30'], { stdio: 'ignore' });
   t.after(() => target.kill('SIGKILL'));
   const stat = readFileSync(`/proc/${target.pid}/stat`, 'utf8');
@@ -248,7 +251,7 @@ test('exec for real: shell metacharacters in argv arrive as literal arguments (r
     // printf %s\0 prints each argument verbatim, NUL-terminated: what a shell would have expanded shows.
     const r = await runExec(['/usr/bin/printf', '%s\\0', ...args], { pid: target.pid!, startTime }, new AbortController().signal, {
       procRoot: '/proc',
-      tools: { nsenter: '/usr/bin/nsenter', setpriv: '/usr/bin/setpriv' },
+      tools,
       self: { capEff: 0n, capPrm: 0n },
     });
     assert.equal(r.ok, true, r.error);

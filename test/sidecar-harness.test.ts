@@ -175,7 +175,7 @@ test("the seed's budget case scaled down: grace 6 s, a 5.5 s PreStop, 1 s shutdo
   );
 });
 
-test('a handler that forks children ignoring SIGTERM is cut off with its whole process group', async (t) => {
+test('a handler that forks children ignoring SIGTERM is cut off with every process it started', async (t) => {
   await withPod(
     t,
     {
@@ -285,6 +285,32 @@ test('sidecar SIGTERM: keeps serving until the hooked container has exited, then
   );
 });
 
+test('sidecar SIGTERM during a PreStop that outlives the app (signal waitForExit, then more handlers): the call is answered before the sidecar exits', async (t) => {
+  await withPod(
+    t,
+    {
+      name: 'sigterm-inflight',
+      graceSeconds: 20,
+      hooks: { app: { shutdownSeconds: 1, preStop: [{ signal: { name: 'SIGTERM', waitForExit: true } }, { sleep: { seconds: 1 } }] } },
+      containers: [{ name: 'app', uid: 1000 }],
+    },
+    async (pod) => {
+      // Container mode: the kubelet stops every container at once; the PreStop call goes through the stopping sidecar.
+      const app = pod.containers.get('app')!;
+      const call = kubeletCall(app.spec.lifecycle!.preStop!.httpGet, 20_000);
+      const stopping = pod.stopSidecar(20);
+      const r = await call;
+      assert.equal(r.ok, true, `the PreStop call is answered, not cut by the sidecar's own exit: ${r.error}`);
+      await app.exited;
+      const s = await stopping;
+      assert.equal(s.killed, false);
+      assert.equal(s.code, 0);
+      const exiting = pod.sidecarLines().find((l) => l.msg === 'sidecar exiting');
+      assert.equal(exiting?.inFlight, 0, 'no call in flight when the sidecar exits');
+    },
+  );
+});
+
 test('signal with waitForExit: PreStop returns once the main process has exited', async (t) => {
   await withPod(
     t,
@@ -308,7 +334,7 @@ test('signal with waitForExit: PreStop returns once the main process has exited'
   );
 });
 
-test('a missing capability makes exec fail: without SYS_CHROOT nsenter cannot enter the target root', async (t) => {
+test('a missing capability makes exec fail: without SYS_CHROOT the helper cannot enter the target root', async (t) => {
   await withPod(
     t,
     {

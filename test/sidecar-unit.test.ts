@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { preStopDeadlineMs } from '../common/budget.js';
 import type { HandlerSpec } from '../common/spec.js';
-import { capMask, capNames, setprivCapList } from '../sidecar/caps.js';
+import { capMask, capNames } from '../sidecar/caps.js';
 import { EnvError, loadSidecarEnv } from '../sidecar/env.js';
-import { envObject, planExec } from '../sidecar/handlers.js';
-import { containerProcesses, environValue, mainProcess, parseEnviron, parseStat, parseStatus, runId, type ProcSnapshot } from '../sidecar/proc.js';
+import { planExec } from '../sidecar/handlers.js';
+import { chooseMain, containerProcesses, environValue, mainProcess, parseEnviron, parseStat, parseStatus, runId, type ProcSnapshot } from '../sidecar/proc.js';
 import { HookRegistry } from '../sidecar/registry.js';
 import { retryDelayMs, retrySchedule, runHandlerList, type AttemptResult } from '../sidecar/runner.js';
 import { tokenMatches } from '../sidecar/server.js';
@@ -26,7 +26,6 @@ test('parseEnviron and environValue: NUL-separated, last definition wins', () =>
   assert.equal(environValue(env, 'HOOK_RUNNER_CONTAINER'), 'web');
   assert.equal(environValue(env, 'X'), 'a=b');
   assert.equal(environValue(env, 'NOPE'), undefined);
-  assert.deepEqual(envObject(env), { PATH: '/bin', HOOK_RUNNER_CONTAINER: 'web', X: 'a=b' });
 });
 
 test('parseStatus reads effective uid/gid, groups and capability sets', () => {
@@ -41,27 +40,36 @@ test('parseStatus reads effective uid/gid, groups and capability sets', () => {
   assert.deepEqual(capNames(s.capBnd), ['chown', 'dac_override', 'fowner', 'fsetid', 'kill', 'setgid', 'setuid', 'setpcap', 'net_bind_service', 'net_raw', 'sys_chroot', 'mknod', 'audit_write', 'setfcap']);
 });
 
-test('containerProcesses and mainProcess: marker, zombies, our own descendants, earliest root', () => {
-  const e = (pid: number, ppid: number, startTime: number, marker?: string, state = 'S') => ({ pid, ppid, startTime, marker, state, comm: 'x', pgrp: pid, unreadable: false });
-  const snap: ProcSnapshot = {
-    unreadable: 0,
-    entries: [
-      e(1, 0, 1),
-      e(10, 1, 100, 'app'), // the app's main process
-      e(11, 10, 110, 'app'), // its child
-      e(20, 1, 50), // the sidecar (no marker)
-      e(21, 20, 300, 'app'), // an exec hook the sidecar started: carries the target env, but is ours
-      e(22, 21, 301, 'app'),
-      e(30, 1, 40, 'web', 'Z'), // zombie of another container
-      e(31, 1, 400, 'app'), // a second root (e.g. a process re-parented to pid 1): started later
-    ],
-  };
+test('containerProcesses and chooseMain: marker, zombies, our own descendants; the main process is one the runtime started (PPid 0), earliest in its mount namespace', () => {
+  const e = (pid: number, ppid: number, startTime: number, marker?: string, state = 'S', mntNs?: string) => ({ pid, ppid, startTime, marker, state, comm: 'x', pgrp: pid, unreadable: false, ...(mntNs ? { mntNs } : {}) });
+  const entries = [
+    e(1, 0, 1),
+    e(10, 0, 100, 'app', 'S', 'mnt:[1]'), // the app's main process: its parent is outside the pod's PID namespace
+    e(11, 10, 110, 'app'), // its child
+    e(20, 0, 50), // the sidecar (no marker)
+    e(21, 20, 300, 'app'), // an exec hook the sidecar started: carries the target env, but is ours
+    e(22, 21, 301, 'app'),
+    e(30, 1, 40, 'web', 'Z'), // zombie of another container
+    e(31, 1, 400, 'app'), // a process the app forked, reparented to the pod's init
+    e(32, 1, 20, 'app'), // a leftover of an earlier run, started before the app: still never the main process
+    e(40, 0, 500, 'app', 'S', 'mnt:[1]'), // an exec into the container (probe, kubectl exec): same namespace, later
+  ];
+  const snap: ProcSnapshot = { unreadable: 0, entries };
   const procs = containerProcesses(snap, 'app', 20);
-  assert.deepEqual(procs.map((p) => p.pid), [10, 11, 31]);
+  assert.deepEqual(procs.map((p) => p.pid), [10, 11, 31, 32, 40]);
   const main = mainProcess(procs)!;
   assert.equal(main.pid, 10);
   assert.equal(runId(main), '10@100');
   assert.deepEqual(containerProcesses(snap, 'web', 20), []);
+  // Only leftovers: no main process at all.
+  assert.deepEqual(chooseMain(procs.filter((p) => p.ppid !== 0)), {});
+  // Another container sets the marker (its own mount namespace, started earlier): nothing is chosen.
+  const hostile = containerProcesses({ unreadable: 0, entries: [...entries, e(50, 0, 10, 'app', 'S', 'mnt:[2]')] }, 'app', 20);
+  const choice = chooseMain(hostile);
+  assert.equal(choice.main, undefined);
+  assert.deepEqual(choice.conflict?.map((p) => p.pid), [50, 10]);
+  // A namespace that could not be read never matches another.
+  assert.deepEqual(chooseMain([e(10, 0, 100, 'app'), e(40, 0, 500, 'app')]).conflict?.map((p) => p.pid), [10, 40]);
 });
 
 const h = (over: Partial<HandlerSpec> = {}): HandlerSpec => ({ sleep: { seconds: 0 }, timeoutSeconds: 5, retries: 0, retryDelaySeconds: 1, continueOnError: false, ...over }) as HandlerSpec;
@@ -155,31 +163,31 @@ test('HookRegistry: joins in flight, returns the stored result, starts afresh fo
   assert.equal(reg.join('app', 'postStart', undefined, () => Promise.resolve('z')).joined, false);
 });
 
-test('planExec: non-root target gets its uid, gid and groups; no namespace is entered', () => {
-  const self = { capEff: capMask(['sys_ptrace', 'dac_read_search', 'sys_chroot', 'setuid', 'setgid', 'kill']), capPrm: capMask(['sys_ptrace', 'dac_read_search', 'sys_chroot', 'setuid', 'setgid', 'kill']) };
-  const p = planExec(['/bin/sh', '-c', 'id'], { uid: 1000, gid: 2000, groups: [5], capBnd: 0n }, self, { nsenter: '/usr/bin/nsenter', setpriv: '/usr/bin/setpriv' });
-  assert.deepEqual([p.file, ...p.args], ['/usr/bin/setpriv', '--regid=2000', '--groups=5', '--', '/usr/bin/nsenter', '--root=/proc/self/fd/3', '--wd=/proc/self/fd/4', '--setuid=1000', '--', '/bin/sh', '-c', 'id']);
+test('planExec: the helper gets the target\'s uid, gid and groups, then exactly the argv; no namespace is entered', () => {
+  const six = capMask(['sys_ptrace', 'dac_read_search', 'sys_chroot', 'setuid', 'setgid', 'kill']);
+  const tools = { helper: '/app/dist/sidecar/hook-exec' };
+  const p = planExec(['/bin/sh', '-c', 'id'], { uid: 1000, gid: 2000, groups: [5, 7], capBnd: 0n }, { capEff: six, capPrm: six }, tools);
+  assert.deepEqual([p.file, ...p.args], ['/app/dist/sidecar/hook-exec', '--uid', '1000', '--gid', '2000', '--groups', '5,7', '--', '/bin/sh', '-c', 'id']);
   assert.deepEqual(p.excessCaps, []);
-  assert.ok(!p.args.some((a) => /^-(m|n|p|i|u|U|C|T)$|^--(mount|net|pid|ipc|uts|user|cgroup)/.test(a)), 'no namespace option');
-  const q = planExec(['true'], { uid: 1000, gid: 1000, groups: [], capBnd: 0n }, self, { nsenter: '/usr/bin/nsenter' });
-  assert.deepEqual([q.file, ...q.args], ['/usr/bin/nsenter', '--setgid=1000', '--root=/proc/self/fd/3', '--wd=/proc/self/fd/4', '--setuid=1000', '--', 'true']);
+  const q = planExec(['true'], { uid: 1000, gid: 1000, groups: [], capBnd: 0n }, { capEff: six, capPrm: six }, tools);
+  assert.deepEqual(q.args, ['--uid', '1000', '--gid', '1000', '--groups', '', '--', 'true']);
 });
 
-test('planExec: uid-0 target is narrowed to its bounding set when the sidecar holds SETPCAP, else the excess is reported', () => {
+test('planExec: with SETPCAP the bounding set is narrowed to target ∩ sidecar (any uid); without it a uid-0 target\'s excess is reported', () => {
   const six = capMask(['sys_ptrace', 'dac_read_search', 'sys_chroot', 'setuid', 'setgid', 'kill']);
   const target = { uid: 0, gid: 0, groups: [], capBnd: capMask(['chown', 'kill', 'setuid', 'setgid', 'sys_chroot']) };
-  const tools = { nsenter: '/usr/bin/nsenter', setpriv: '/usr/bin/setpriv' };
+  const tools = { helper: '/h' };
   const without = planExec(['true'], target, { capEff: six, capPrm: six }, tools);
   assert.deepEqual(without.excessCaps, ['dac_read_search', 'sys_ptrace']);
-  assert.ok(!without.args.some((a) => a.startsWith('--bounding-set')));
-  assert.ok(!without.args.includes('--setuid=0'));
+  assert.ok(!without.args.includes('--bounding'));
   const withPcap = capMask(['setpcap']) | six;
   const narrowed = planExec(['true'], target, { capEff: withPcap, capPrm: withPcap }, tools);
-  assert.ok(narrowed.args.includes(`--bounding-set=${setprivCapList(capMask(['kill', 'setgid', 'setuid', 'sys_chroot']))}`), narrowed.args.join(' '));
+  assert.deepEqual(narrowed.args.slice(6, 8), ['--bounding', capMask(['kill', 'setgid', 'setuid', 'sys_chroot']).toString(16)]);
   assert.deepEqual(narrowed.excessCaps, []);
-  // A target without SYS_CHROOT: nsenter itself needs it, so that one stays and is reported.
+  // The helper enters the root before it narrows: a target without SYS_CHROOT leaves no excess.
   const noChroot = planExec(['true'], { ...target, capBnd: 0n }, { capEff: withPcap, capPrm: withPcap }, tools);
-  assert.deepEqual(noChroot.excessCaps, ['sys_chroot']);
+  assert.deepEqual(noChroot.excessCaps, []);
+  assert.deepEqual(noChroot.args.slice(6, 8), ['--bounding', '0']);
 });
 
 test('tokenMatches: exact match only', () => {

@@ -2,7 +2,9 @@
  * A pod and a kubelet made of real Linux primitives, for the sidecar's integration tests.
  *
  * - The pod: a PID namespace (`unshare --pid --fork --mount-proc`) whose init reaps orphans. Each
- *   "container" enters it with `nsenter --pid --mount`, takes its own mount namespace with a private
+ *   "container" enters it with `nsenter --pid --mount`, which forks the main process into the
+ *   namespace, so its parent is outside it (PPid 0 inside, as with a runtime's shim or conmon;
+ *   checked at every start), takes its own mount namespace with a private
  *   tmpfs (a marker file only it can see), and runs as its uid/gid with its env.
  * - The manifest goes through the built `hook-runner inject`, and the sidecar runs from the built
  *   CLI with exactly the env, uid and capabilities that `inject` wrote (setpriv; no_new_privs for
@@ -332,6 +334,17 @@ export class Pod {
     if (r.status !== 0) throw new Error(`sidecar not ready: ${r.stderr}\nsidecar stderr: ${this.sidecarStderr}\nlog: ${this.sidecarLog.join('\n')}`);
   }
 
+  /** A /proc/PID/status field of host pid `pid` as the pod sees it (through the pod's own /proc). */
+  podView(pid: number, field: string): string | undefined {
+    const nsPid = procStatusField(pid, 'NSpid')?.split(/\s+/)[1];
+    if (!nsPid) return undefined;
+    try {
+      return new RegExp(`^${field}:\\s*(.*)$`, 'm').exec(readFileSync(`/proc/${this.initPid}/root/proc/${nsPid}/status`, 'utf8'))?.[1]?.trim();
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Starts a container (own mount ns, private tmpfs, its uid) and, as the kubelet does, calls its PostStart. */
   async startContainer(name: string): Promise<RunningContainer> {
     const def = this.def.containers.find((c) => c.name === name)!;
@@ -366,6 +379,10 @@ export class Pod {
     const rc: RunningContainer = { def, pid: 0, child, spec, exited: undefined as unknown as Promise<ExitInfo> };
     rc.exited = new Promise((res) => child.on('exit', (code, signal) => res((rc.exit = { code, signal, t: Date.now() }))));
     rc.pid = await until(`container ${name}`, () => childOf(child.pid!));
+    // As under a runtime (shim, conmon): seen from inside the pod, the main process's parent is
+    // outside the PID namespace (nsenter forked it into the namespace), so its PPid there is 0.
+    const ppid = this.podView(rc.pid, 'PPid');
+    if (ppid !== '0') throw new Error(`container ${name}: main process ${rc.pid} has PPid ${ppid} inside the pod, want 0 (started by the runtime)`);
     // Wait until the app itself runs (the exec chain ends in it, same pid).
     await until(`container ${name} app start (stderr: ${stderr})`, () => (def.command ? procStatusField(rc.pid, 'Uid')?.split(/\s+/)[0] === String(uid) : this.appEvents(name).some((e) => e.ev === 'start')), 10_000);
     this.containers.set(name, rc);
