@@ -29,6 +29,7 @@ import type {
 import { parseAllDocuments } from 'yaml';
 import {
   ANNOTATION_HOOKS,
+  ANNOTATION_STATUS,
   LABEL_NAMESPACE_INJECTION,
   LABEL_POD_INJECT,
   NAMESPACE_INJECTION_DISABLED,
@@ -105,6 +106,7 @@ const OVERLAYS = [
   { name: 'base', dir: 'manifests' },
   { name: 'cert-manager', dir: 'manifests/overlays/cert-manager' },
   { name: 'kind', dir: 'manifests/overlays/kind' },
+  { name: 'adopt-native-hooks', dir: 'manifests/overlays/adopt-native-hooks' },
 ] as const;
 type OverlayName = (typeof OVERLAYS)[number]['name'];
 
@@ -415,6 +417,8 @@ for (const o of OVERLAYS) {
     assert.equal(w.timeoutSeconds, 5);
     assert.deepEqual(w.admissionReviewVersions, ['v1']);
     assert.deepEqual(w.rules, [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], scope: 'Namespaced' }]);
+    // Only pods that use hook-runner are sent (test/match-conditions.test.ts evaluates the CEL).
+    assert.deepEqual((w.matchConditions ?? []).map((m) => m.name), ['pod-create', 'uses-hook-runner']);
     assert.equal(w.clientConfig.url, undefined, 'served through the in-cluster Service');
     assert.equal(w.clientConfig.caBundle, undefined, 'caBundle is filled in at run time (self-signed bootstrap or cert-manager), never shipped');
 
@@ -625,7 +629,8 @@ test('kind: the e2e image is used for the webhook and the sidecar, never pulled'
 });
 
 test('names: the manifests spell the labels of common/names.ts and no other hook-runner.dev key', () => {
-  const known = [LABEL_NAMESPACE_INJECTION, LABEL_POD_INJECT, ANNOTATION_HOOKS];
+  // adopt-native: the per-pod adoption opt-in (a fixed name; see test/match-conditions.test.ts).
+  const known = [LABEL_NAMESPACE_INJECTION, LABEL_POD_INJECT, ANNOTATION_HOOKS, ANNOTATION_STATUS, 'hook-runner.dev/adopt-native'];
   const files = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', 'manifests'], { cwd: ROOT, encoding: 'utf8' }).split('\n').filter(Boolean);
   assert.ok(files.length > 0);
   for (const f of files) {
