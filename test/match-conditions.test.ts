@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { run } from '@bufbuild/cel';
+import { run, type CelInput } from '@bufbuild/cel';
 import type { V1LabelSelector, V1MatchCondition, V1MutatingWebhook, V1MutatingWebhookConfiguration, V1Pod } from '@kubernetes/client-node';
 import { parse, parseAllDocuments } from 'yaml';
 import { ANNOTATION_HOOKS, ANNOTATION_STATUS } from '../common/names.js';
@@ -42,7 +42,7 @@ function evaluate(conditions: V1MatchCondition[], request: AdmissionRequestLike,
   const errors: string[] = [];
   for (const c of conditions) {
     try {
-      const r = run(c.expression, { request, object: object ?? null, oldObject: null });
+      const r = run(c.expression, { request: asJson(request), object: asJson(object), oldObject: null });
       if (typeof r !== 'boolean') errors.push(`${c.name}: returned ${typeof r}, not a bool`);
       else if (!r) anyFalse = true;
     } catch (e) {
@@ -51,6 +51,9 @@ function evaluate(conditions: V1MatchCondition[], request: AdmissionRequestLike,
   }
   return { verdict: anyFalse ? 'skip' : errors.length > 0 ? 'error' : 'call', errors };
 }
+
+/** The API server hands CEL the JSON of the request and the object: plain values, no undefined. */
+const asJson = (v: unknown): CelInput => JSON.parse(JSON.stringify(v ?? null)) as CelInput;
 
 const podCreate = (namespace = 'shop'): AdmissionRequestLike => ({ operation: 'CREATE', resource: { group: '', version: 'v1', resource: 'pods' }, subResource: '', namespace });
 
