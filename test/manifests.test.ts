@@ -276,15 +276,17 @@ function dockerfile(): { argDefaults: Map<string, string>; stages: { from: strin
   return { argDefaults, stages };
 }
 
-test('Dockerfile: multi-stage, base images pinned by version, never latest, Node.js 20', () => {
+test('Dockerfile: multi-stage, base images pinned by version, never latest, Node.js 24 LTS', () => {
   const { stages } = dockerfile();
   assert.ok(stages.length >= 2, 'multi-stage: a build stage and a runtime stage');
   for (const s of stages) {
     if (stages.some((o) => o.name === s.from)) continue; // FROM an earlier stage
     assert.doesNotMatch(s.from, /:latest\b/, `FROM ${s.from}: never latest`);
     assert.match(s.from, /^[\w./-]+:\d+\.\d+\.\d+[\w.-]*(@sha256:[0-9a-f]{64})?$|@sha256:[0-9a-f]{64}$/, `FROM ${s.from}: pin the base image by full version (x.y.z) or digest`);
-    assert.match(s.from, /^node:20\./, `FROM ${s.from}: the machines run Node.js 20 (DESIGN §1)`);
+    // Node 20 is end-of-life (2026-04-30): whatever stage runs Node runs 24 LTS.
+    if (s.from.startsWith('node:')) assert.match(s.from, /^node:24\.\d+\.\d+-/, `FROM ${s.from}: Node.js 24 LTS, pinned by full version`);
   }
+  assert.match(stages[stages.length - 1]!.from, /^node:24\./, 'the runtime stage is the Node.js 24 image');
   const text = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
   assert.doesNotMatch(text, /\blatest\b/, 'no `latest` anywhere in the Dockerfile');
 });
