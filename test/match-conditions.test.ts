@@ -29,7 +29,7 @@ type Verdict = 'call' | 'skip' | 'error';
 interface AdmissionRequestLike {
   operation: string;
   resource: { group: string; version: string; resource: string };
-  subResource: string;
+  subResource?: string;
   namespace?: string;
 }
 
@@ -55,7 +55,8 @@ function evaluate(conditions: V1MatchCondition[], request: AdmissionRequestLike,
 /** The API server hands CEL the JSON of the request and the object: plain values, no undefined. */
 const asJson = (v: unknown): CelInput => JSON.parse(JSON.stringify(v ?? null)) as CelInput;
 
-const podCreate = (namespace = 'shop'): AdmissionRequestLike => ({ operation: 'CREATE', resource: { group: '', version: 'v1', resource: 'pods' }, subResource: '', namespace });
+/** A pod CREATE as the API server hands it to CEL: Go's omitempty leaves out an empty subResource. */
+const podCreate = (namespace = 'shop'): AdmissionRequestLike => ({ operation: 'CREATE', resource: { group: '', version: 'v1', resource: 'pods' }, namespace });
 
 /** The pods the goldens' inputs make: each Pod, and the pod of each workload's template. */
 function goldenPods(): { label: string; pod: V1Pod }[] {
@@ -166,6 +167,7 @@ test('base: hand-made pods and requests: annotations decide, nothing errors into
     ['a pod with no annotations at all (native preStop only)', podCreate(), pod(), 'skip'],
     ['a pod with other annotations only', podCreate(), pod({ 'prometheus.io/scrape': 'true' }), 'skip'],
     ['a pod with the hooks annotation', podCreate(), pod({ [ANNOTATION_HOOKS]: 'app: {preStop: [{sleep: {seconds: 5}}]}' }), 'call'],
+    ['the same with subResource present and empty', { ...podCreate(), subResource: '' }, pod({ [ANNOTATION_HOOKS]: 'x' }), 'call'],
     ['a pod with an empty hooks annotation (the webhook denies or skips it, its call)', podCreate(), pod({ [ANNOTATION_HOOKS]: '' }), 'call'],
     ['a pod from `hook-runner inject` (status annotation): the webhook gives it its own token', podCreate(), pod({ [ANNOTATION_STATUS]: '{"version":1}' }), 'call'],
     [`${ANNOTATION_ADOPT_NATIVE}: "true"`, podCreate(), pod({ [ANNOTATION_ADOPT_NATIVE]: 'true' }), 'call'],
