@@ -2,9 +2,12 @@
 # One image for both halves of hook-runner: `hook-runner webhook` (the Deployment in manifests/) and
 # `hook-runner sidecar` (injected into hooked pods). Build: docker build -t hook-runner:dev .
 #
-# Base images are pinned by full version. For reproducible production builds, also pin by digest
-# (docker build --build-arg NODE_IMAGE=node:20.20.2-bookworm-slim@sha256:...).
-ARG NODE_IMAGE=node:20.20.2-bookworm-slim
+# Base images are pinned by full version: Node.js 24 LTS (.ci/run tests this exact version too). For
+# reproducible production builds, also pin by digest
+# (docker build --build-arg NODE_IMAGE=node:24.22.3-bookworm-slim@sha256:...).
+# `hook-runner version -o json` reports the commit: --build-arg HOOK_RUNNER_COMMIT=$(git rev-parse HEAD)
+# (.git is not in the build context).
+ARG NODE_IMAGE=node:24.22.3-bookworm-slim
 
 # ---- build: compile TypeScript, then keep production dependencies only ----
 # (source maps and type declarations are dropped: about half of the production node_modules, of no
@@ -25,7 +28,8 @@ COPY common ./common
 COPY webhook ./webhook
 COPY sidecar ./sidecar
 COPY cli ./cli
-COPY scripts/bundle-sidecar.mjs scripts/build-native.mjs ./scripts/
+COPY scripts/bundle-sidecar.mjs scripts/build-native.mjs scripts/build-info.mjs ./scripts/
+ARG HOOK_RUNNER_COMMIT=unknown
 # `! ldd`: the helper must be static (ldd refuses a static binary).
 RUN npm run build \
  && ! ldd dist/sidecar/hook-exec \

@@ -3,8 +3,6 @@
  * The one `hook-runner` binary. Each subcommand is imported lazily so that the sidecar, which runs
  * in every hooked pod, loads only what it uses.
  */
-import { packageVersion } from './version.js';
-
 const USAGE = `hook-runner: container lifecycle hooks with timeouts, retries, logs, events and a grace-period budget
 
 Usage:
@@ -12,7 +10,7 @@ Usage:
   hook-runner inject -f FILE|- [--config F] [-o yaml|json]
   hook-runner sidecar            (configured by environment; see the README)
   hook-runner wait-ready [--port N] [--timeout-seconds N]
-  hook-runner version
+  hook-runner version [-o json|yaml]
 
 Run 'hook-runner <command> --help' for a command's options.
 `;
@@ -30,8 +28,7 @@ async function main(argv: string[]): Promise<number> {
       return (await import('../sidecar/wait-ready.js')).runWaitReadyCli(rest);
     case 'version':
     case '--version':
-      process.stdout.write(`hook-runner ${packageVersion()}\n`);
-      return 0;
+      return (await import('./version.js')).runVersionCli(rest);
     case undefined:
     case 'help':
     case '--help':

@@ -99,7 +99,7 @@ if [[ $mode == kind ]]; then
   kind get kubeconfig --name "$CLUSTER" >"$WORK/kubeconfig" || fail "kind get kubeconfig"
   export KUBECONFIG=$WORK/kubeconfig
   say "building hook-runner:e2e"
-  docker build -t hook-runner:e2e "$ROOT" || fail "docker build"
+  docker build --build-arg HOOK_RUNNER_COMMIT="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)" -t hook-runner:e2e "$ROOT" || fail "docker build"
   kind load docker-image hook-runner:e2e --name "$CLUSTER" || fail "kind load docker-image hook-runner:e2e"
   # The test apps' image too, so the suite does not depend on the node pulling it (best effort).
   if docker image inspect "$APP_IMAGE" >/dev/null 2>&1 || docker pull "$APP_IMAGE"; then

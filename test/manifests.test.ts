@@ -29,6 +29,7 @@ import type {
 import { parseAllDocuments } from 'yaml';
 import {
   ANNOTATION_HOOKS,
+  ANNOTATION_STATUS,
   LABEL_NAMESPACE_INJECTION,
   LABEL_POD_INJECT,
   NAMESPACE_INJECTION_DISABLED,
@@ -105,6 +106,7 @@ const OVERLAYS = [
   { name: 'base', dir: 'manifests' },
   { name: 'cert-manager', dir: 'manifests/overlays/cert-manager' },
   { name: 'kind', dir: 'manifests/overlays/kind' },
+  { name: 'adopt-native-hooks', dir: 'manifests/overlays/adopt-native-hooks' },
 ] as const;
 type OverlayName = (typeof OVERLAYS)[number]['name'];
 
@@ -274,15 +276,17 @@ function dockerfile(): { argDefaults: Map<string, string>; stages: { from: strin
   return { argDefaults, stages };
 }
 
-test('Dockerfile: multi-stage, base images pinned by version, never latest, Node.js 20', () => {
+test('Dockerfile: multi-stage, base images pinned by version, never latest, Node.js 24 LTS', () => {
   const { stages } = dockerfile();
   assert.ok(stages.length >= 2, 'multi-stage: a build stage and a runtime stage');
   for (const s of stages) {
     if (stages.some((o) => o.name === s.from)) continue; // FROM an earlier stage
     assert.doesNotMatch(s.from, /:latest\b/, `FROM ${s.from}: never latest`);
     assert.match(s.from, /^[\w./-]+:\d+\.\d+\.\d+[\w.-]*(@sha256:[0-9a-f]{64})?$|@sha256:[0-9a-f]{64}$/, `FROM ${s.from}: pin the base image by full version (x.y.z) or digest`);
-    assert.match(s.from, /^node:20\./, `FROM ${s.from}: the machines run Node.js 20 (DESIGN §1)`);
+    // Node 20 is end-of-life (2026-04-30): whatever stage runs Node runs 24 LTS.
+    if (s.from.startsWith('node:')) assert.match(s.from, /^node:24\.\d+\.\d+-/, `FROM ${s.from}: Node.js 24 LTS, pinned by full version`);
   }
+  assert.match(stages[stages.length - 1]!.from, /^node:24\./, 'the runtime stage is the Node.js 24 image');
   const text = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
   assert.doesNotMatch(text, /\blatest\b/, 'no `latest` anywhere in the Dockerfile');
 });
@@ -416,6 +420,8 @@ for (const o of OVERLAYS) {
     assert.equal(w.timeoutSeconds, 5);
     assert.deepEqual(w.admissionReviewVersions, ['v1']);
     assert.deepEqual(w.rules, [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], scope: 'Namespaced' }]);
+    // Only pods that use hook-runner are sent (test/match-conditions.test.ts evaluates the CEL).
+    assert.deepEqual((w.matchConditions ?? []).map((m) => m.name), ['pod-create', 'uses-hook-runner']);
     assert.equal(w.clientConfig.url, undefined, 'served through the in-cluster Service');
     assert.equal(w.clientConfig.caBundle, undefined, 'caBundle is filled in at run time (self-signed bootstrap or cert-manager), never shipped');
 
@@ -626,7 +632,8 @@ test('kind: the e2e image is used for the webhook and the sidecar, never pulled'
 });
 
 test('names: the manifests spell the labels of common/names.ts and no other hook-runner.dev key', () => {
-  const known = [LABEL_NAMESPACE_INJECTION, LABEL_POD_INJECT, ANNOTATION_HOOKS];
+  // adopt-native: the per-pod adoption opt-in (a fixed name; see test/match-conditions.test.ts).
+  const known = [LABEL_NAMESPACE_INJECTION, LABEL_POD_INJECT, ANNOTATION_HOOKS, ANNOTATION_STATUS, 'hook-runner.dev/adopt-native'];
   const files = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', 'manifests'], { cwd: ROOT, encoding: 'utf8' }).split('\n').filter(Boolean);
   assert.ok(files.length > 0);
   for (const f of files) {

@@ -87,11 +87,12 @@ export function validateAgainst(value: unknown, type: string, path = '', extraMo
   return errors;
 }
 
-/** apps/v1 Deployment → V1Deployment; cert-manager.io/v1 Certificate → CertManagerV1Certificate. */
+/** apps/v1 Deployment → V1Deployment; cert-manager.io/v1 Certificate → CertManagerV1Certificate; monitoring.coreos.com/v1 PodMonitor → MonitoringV1PodMonitor. */
 export function modelTypeOf(doc: { apiVersion?: string; kind?: string }): string {
   const [group, version] = (doc.apiVersion ?? '').includes('/') ? doc.apiVersion!.split('/') : ['', doc.apiVersion ?? ''];
   const v = `${version!.charAt(0).toUpperCase()}${version!.slice(1)}`;
   if (group === 'cert-manager.io') return `CertManager${v}${doc.kind}`;
+  if (group === 'monitoring.coreos.com') return `Monitoring${v}${doc.kind}`;
   return `${v}${doc.kind}`;
 }
 
