@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
-import { CoreV1Api, KubeConfig, VersionApi, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, VersionApi, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { SIDECAR_CONTAINER_NAME } from '../common/names.js';
 import { isObj } from '../common/spec.js';
 import { loadConfig, type Config } from '../webhook/config.js';
@@ -14,6 +14,7 @@ import { callOptions, describeError } from '../webhook/kube.js';
 import type { PodSecurityLevel, ResolvedMode } from '../webhook/mutate.js';
 import { modeForVersion } from '../webhook/sidecar-mode.js';
 import { readManifests } from './docs-io.js';
+import { kubeConfigFrom } from './kubeconfig.js';
 import { HOOK_EVENT_REASONS, explain, lastReportsFromLog, renderExplanation, type ExplainInput, type Explanation, type LastReport } from './explain.js';
 import { styleFor } from './term.js';
 import { packageVersion } from './version.js';
@@ -157,17 +158,6 @@ interface LiveOptions {
   tailLines: number;
   /** Tests pass the fake API server's KubeConfig. */
   kc?: KubeConfig;
-}
-
-export function kubeConfigFrom(opts: { kubeconfig?: string; context?: string }): KubeConfig {
-  const kc = new KubeConfig();
-  if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
-  else kc.loadFromDefault();
-  if (opts.context) {
-    if (!kc.getContextObject(opts.context)) throw new Error(`kubeconfig has no context ${JSON.stringify(opts.context)}; contexts: ${kc.getContexts().map((c) => c.name).join(', ') || '(none)'}`);
-    kc.setCurrentContext(opts.context);
-  }
-  return kc;
 }
 
 export async function liveInput(o: LiveOptions): Promise<ExplainInput> {
