@@ -5,17 +5,13 @@
  */
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
-import { CoreV1Api, VersionApi, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
-import { SIDECAR_CONTAINER_NAME } from '../common/names.js';
+import type { V1Pod } from '@kubernetes/client-node';
 import { isObj } from '../common/spec.js';
 import { loadConfig, type Config } from '../webhook/config.js';
 import { documentLabel, templateOf } from '../webhook/inject.js';
-import { callOptions, describeError } from '../webhook/kube.js';
 import type { PodSecurityLevel, ResolvedMode } from '../webhook/mutate.js';
-import { modeForVersion } from '../webhook/sidecar-mode.js';
 import { readManifests } from './docs-io.js';
-import { kubeConfigFrom } from './kubeconfig.js';
-import { HOOK_EVENT_REASONS, explain, lastReportsFromLog, renderExplanation, type ExplainInput, type Explanation, type LastReport } from './explain.js';
+import { explain, renderExplanation, type ExplainInput, type Explanation } from './explain.js';
 import { styleFor } from './term.js';
 import { packageVersion } from './version.js';
 
@@ -110,6 +106,7 @@ export async function runExplainCli(argv: string[]): Promise<number> {
       explanations = offlineInputs(files, config, mode, ps as PodSecurityLevel | undefined).map(explain);
       if (explanations.length === 0) throw new Error(`no Pod or workload with a pod template in ${files.join(', ')}`);
     } else {
+      const { liveInput } = await import('./explain-live.js');
       explanations = [explain(await liveInput({ name: pos[1]!, namespace: args.namespace, kubeconfig: args.kubeconfig, context: args.context, config, modeFlag: modeFlag as ResolvedMode | undefined, tailLines }))];
     }
   } catch (e) {
@@ -146,78 +143,4 @@ export function offlineInputs(files: readonly string[], config: Config, mode: Re
   };
   for (const { doc, source, index } of readManifests(files, readStdin)) visit(doc, `${source} ${documentLabel(index, doc).replace(/ \(.*\)$/, '')}`);
   return out;
-}
-
-interface LiveOptions {
-  name: string;
-  namespace?: string;
-  kubeconfig?: string;
-  context?: string;
-  config: Config;
-  modeFlag?: ResolvedMode;
-  tailLines: number;
-  /** Tests pass the fake API server's KubeConfig. */
-  kc?: KubeConfig;
-}
-
-export async function liveInput(o: LiveOptions): Promise<ExplainInput> {
-  const kc = o.kc ?? kubeConfigFrom(o);
-  const namespace = o.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
-  const core = kc.makeApiClient(CoreV1Api);
-  const opts = callOptions();
-  let pod: V1Pod;
-  try {
-    pod = await core.readNamespacedPod({ name: o.name, namespace }, opts);
-  } catch (e) {
-    throw new Error(`cannot read pod ${namespace}/${o.name}: ${describeError(e)}`);
-  }
-  const warnings: string[] = [];
-  let namespaceLabels: Record<string, string> | undefined;
-  try {
-    namespaceLabels = (await core.readNamespace({ name: namespace }, opts)).metadata?.labels ?? {};
-  } catch (e) {
-    warnings.push(`cannot read namespace ${namespace} (${describeError(e)}); its opt-in label and Pod Security level are not checked`);
-  }
-  let mode = o.modeFlag ?? (o.config.sidecar.mode === 'auto' ? undefined : o.config.sidecar.mode);
-  if (!mode) {
-    try {
-      mode = modeForVersion(await kc.makeApiClient(VersionApi).getCode(opts));
-    } catch (e) {
-      mode = 'container';
-      warnings.push(`cannot read the API server version (${describeError(e)}); assuming sidecar mode container`);
-    }
-  }
-  const events = await core
-    .listNamespacedEvent({ namespace, fieldSelector: `involvedObject.kind=Pod,involvedObject.name=${o.name}` }, opts)
-    .then((l) => l.items.filter((e) => HOOK_EVENT_REASONS.includes(e.reason ?? '') && (!pod.metadata?.uid || !e.involvedObject.uid || e.involvedObject.uid === pod.metadata.uid)))
-    .catch((e: unknown) => {
-      warnings.push(`cannot list the pod's events: ${describeError(e)}`);
-      return [];
-    });
-  const hasSidecar = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].some((c) => c.name === SIDECAR_CONTAINER_NAME);
-  let lastReports: LastReport[] | undefined;
-  if (hasSidecar) {
-    try {
-      const log = await core.readNamespacedPodLog({ name: o.name, namespace, container: SIDECAR_CONTAINER_NAME, tailLines: o.tailLines }, opts);
-      lastReports = lastReportsFromLog(String(log));
-    } catch (e) {
-      warnings.push(`cannot read the ${SIDECAR_CONTAINER_NAME} container's log for the last reports: ${describeError(e)}`);
-      lastReports = [];
-    }
-  }
-  const when = (e: (typeof events)[number]) => new Date((e.lastTimestamp ?? e.eventTime ?? e.firstTimestamp ?? 0) as unknown as string).getTime();
-  events.sort((a, b) => when(a) - when(b));
-  for (const w of warnings) process.stderr.write(`Warning: ${w}\n`);
-  return {
-    kind: 'Pod',
-    name: o.name,
-    namespace,
-    source: 'live',
-    pod,
-    config: o.config,
-    mode,
-    ...(namespaceLabels ? { namespaceLabels } : {}),
-    events,
-    ...(lastReports ? { lastReports } : {}),
-  };
 }

@@ -11,7 +11,7 @@ Usage:
   hook-runner webhook [--listen HOST:PORT] [--tls-cert-file F --tls-key-file F | --self-signed] [--config F]
   hook-runner inject -f FILE|- [--config F] [-o yaml|json]
   hook-runner uninject -f FILE|- [-o yaml|json]
-  hook-runner explain -f FILE|- | pod NAME [-n NS]  [--config F] [-o text|json|yaml]
+  hook-runner explain -f FILE|- | pod NAME [-n NS] [--config F] [-o text|json|yaml]
   hook-runner check [--kubeconfig F] [--context C] [-o text|json|yaml]
   hook-runner sidecar            (configured by environment; see the README)
   hook-runner wait-ready [--port N] [--timeout-seconds N]

@@ -74,6 +74,22 @@ test('a pod that already carried the marker env keeps it', () => {
   assert.deepEqual(uninjectPod(r.pod).pod, pod);
 });
 
+test('adopted native hooks in a template without metadata: the metadata and annotations hook-runner created go away again', () => {
+  const deployment = {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: 'd' },
+    spec: { selector: {}, template: { spec: { containers: [{ name: 'app', image: 'x', lifecycle: { preStop: { sleep: { seconds: 2 } } } }] } } },
+  };
+  const [injected] = injectDocuments([deployment], { config, mode: 'native', newToken: () => 't' });
+  assert.ok(injected!.injected);
+  const template = (injected!.doc as { spec: { template: { metadata?: { annotations?: Record<string, string> } } } }).spec.template;
+  assert.deepEqual(JSON.parse(template.metadata!.annotations![ANNOTATION_STATUS]!).created, ['spec.shareProcessNamespace', 'spec.initContainers', 'metadata.annotations', 'metadata']);
+  const [back] = uninjectDocuments([injected!.doc]);
+  assert.deepEqual(back!.doc, deployment);
+  assert.equal(formatYaml([back!.doc]), formatYaml([deployment]));
+});
+
 test('documents without hook-runner pass through unchanged (the same object)', () => {
   const docs: unknown[] = [{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c' } }, { kind: 'Pod', spec: { containers: [{ name: 'a' }] } }, 'text', 42];
   const out = uninjectDocuments(docs);
