@@ -54,6 +54,8 @@ export interface ContainerView {
 export interface BudgetView {
   container: string;
   graceSeconds: number;
+  /** Where the grace period comes from: a terminating pod's deletionGracePeriodSeconds wins, as in the kubelet. */
+  graceSource: 'terminationGracePeriodSeconds' | 'deletionGracePeriodSeconds';
   shutdownSeconds: number;
   /** grace − shutdownSeconds: what the preStop list may use. */
   availableSeconds: number;
@@ -166,7 +168,7 @@ function handlerView(h: HandlerSpec, index: number): HandlerView {
   };
 }
 
-export function budgetOf(container: string, hooks: HookSpec[string], graceSeconds: number): BudgetView | undefined {
+export function budgetOf(container: string, hooks: HookSpec[string], graceSeconds: number, graceSource: BudgetView['graceSource'] = 'terminationGracePeriodSeconds'): BudgetView | undefined {
   if (hooks.preStop.length === 0) return undefined;
   const b = checkPreStopBudget(hooks, graceSeconds);
   let start = 0;
@@ -179,6 +181,7 @@ export function budgetOf(container: string, hooks: HookSpec[string], graceSecond
   const view: BudgetView = {
     container,
     graceSeconds,
+    graceSource,
     shutdownSeconds: hooks.shutdownSeconds,
     availableSeconds: b.availableSeconds,
     worstCaseSeconds: b.worstCaseSeconds,
@@ -188,13 +191,13 @@ export function budgetOf(container: string, hooks: HookSpec[string], graceSecond
   };
   const n = hooks.preStop.length;
   if (graceSeconds === 0) {
-    view.warning = `terminationGracePeriodSeconds is 0, so the kubelet never calls PreStop: the ${n} preStop handler${n === 1 ? '' : 's'} will not run`;
+    view.warning = `${graceSource} is 0, so the kubelet never calls PreStop: the ${n} preStop handler${n === 1 ? '' : 's'} will not run`;
     view.fix = `set terminationGracePeriodSeconds to at least ${b.worstCaseSeconds + hooks.shutdownSeconds}`;
   } else if (b.availableSeconds <= 0) {
-    view.warning = `shutdownSeconds ${hooks.shutdownSeconds} leaves no time for preStop in terminationGracePeriodSeconds ${graceSeconds}: preStop is cut off at once`;
+    view.warning = `shutdownSeconds ${hooks.shutdownSeconds} leaves no time for preStop in ${graceSource} ${graceSeconds}: preStop is cut off at once`;
     view.fix = `raise terminationGracePeriodSeconds to at least ${b.worstCaseSeconds + hooks.shutdownSeconds}, or lower shutdownSeconds`;
   } else if (!b.fits) {
-    view.warning = `preStop may take up to ${secs(b.worstCaseSeconds)}, but terminationGracePeriodSeconds ${graceSeconds} - shutdownSeconds ${hooks.shutdownSeconds} leaves ${secs(b.availableSeconds)}: handlers still running at ${secs(view.cutoffSeconds)} are cut off so the app keeps its ${secs(hooks.shutdownSeconds)}`;
+    view.warning = `preStop may take up to ${secs(b.worstCaseSeconds)}, but ${graceSource} ${graceSeconds} - shutdownSeconds ${hooks.shutdownSeconds} leaves ${secs(b.availableSeconds)}: handlers still running at ${secs(view.cutoffSeconds)} are cut off so the app keeps its ${secs(hooks.shutdownSeconds)}`;
     view.fix = `raise terminationGracePeriodSeconds to at least ${b.worstCaseSeconds + hooks.shutdownSeconds}, or lower the handlers' timeoutSeconds or retries`;
   }
   return view;
@@ -218,8 +221,10 @@ function findSidecar(pod: V1Pod): V1Container | undefined {
   return [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].find((c) => c.name === SIDECAR_CONTAINER_NAME);
 }
 
-function graceOf(pod: V1Pod): number {
-  return pod.spec?.terminationGracePeriodSeconds ?? DEFAULT_GRACE_SECONDS;
+function graceOf(pod: V1Pod): { seconds: number; source: BudgetView['graceSource'] } {
+  const deletion = pod.metadata?.deletionGracePeriodSeconds;
+  if (deletion !== undefined) return { seconds: deletion, source: 'deletionGracePeriodSeconds' };
+  return { seconds: pod.spec?.terminationGracePeriodSeconds ?? DEFAULT_GRACE_SECONDS, source: 'terminationGracePeriodSeconds' };
 }
 
 function containersOf(spec: HookSpec): ContainerView[] {
@@ -258,7 +263,7 @@ export function explain(input: ExplainInput): Explanation {
   const grace = graceOf(pod);
   const setSpec = (spec: HookSpec) => {
     out.containers = containersOf(spec);
-    out.budgets = Object.entries(spec).flatMap(([name, h]) => budgetOf(name, h, grace) ?? []);
+    out.budgets = Object.entries(spec).flatMap(([name, h]) => budgetOf(name, h, grace.seconds, grace.source) ?? []);
   };
 
   const statusText = pod.metadata?.annotations?.[ANNOTATION_STATUS];
@@ -400,7 +405,7 @@ export function renderExplanation(x: Explanation, style: Style): string {
   for (const w of x.warnings) l.push(`  ${style.yellow('warning')}: ${w}`);
 
   for (const b of x.budgets) {
-    l.push(`  preStop grace budget of container ${b.container}: terminationGracePeriodSeconds ${b.graceSeconds}, shutdownSeconds ${b.shutdownSeconds}, worst case ${secs(b.worstCaseSeconds)}, cut-off ${secs(b.cutoffSeconds)} (grace - shutdownSeconds - ${DEADLINE_MARGIN_MS}ms margin)`);
+    l.push(`  preStop grace budget of container ${b.container}: ${b.graceSource} ${b.graceSeconds}, shutdownSeconds ${b.shutdownSeconds}, worst case ${secs(b.worstCaseSeconds)}, cut-off ${secs(b.cutoffSeconds)} (grace - shutdownSeconds - ${DEADLINE_MARGIN_MS}ms margin)`);
     if (b.graceSeconds > 0) {
       for (const line of drawTimeline({ graceSeconds: b.graceSeconds, shutdownSeconds: b.shutdownSeconds, cutoffSeconds: b.cutoffSeconds, handlers: b.handlers }, style)) l.push(`  ${line}`);
     }

@@ -252,6 +252,12 @@ test('explain pod: a live injected pod with its events and the last reports from
   assert.equal(x!.lastReports.length, 1);
   assert.equal(x!.events.length, 1);
 
+  // Being deleted with --grace-period=20: the kubelet's grace is the deletion's, and so is the budget.
+  objects.set('/api/v1/namespaces/shop/pods/web', { ...hookedPod, metadata: { ...hookedPod.metadata, deletionGracePeriodSeconds: 20, deletionTimestamp: '2026-01-01T00:00:00Z' }, spec: { ...hookedPod.spec, terminationGracePeriodSeconds: 40 } });
+  const deleting = await cli(['explain', 'pod', 'web', '-n', 'shop']);
+  assert.match(deleting.stdout, /preStop grace budget of container app: deletionGracePeriodSeconds 20, shutdownSeconds 5, worst case 40s, cut-off 14\.75s/);
+  assert.match(deleting.stdout, /but deletionGracePeriodSeconds 20 - shutdownSeconds 5 leaves 15s/);
+
   const missing = await cli(['explain', 'pod', 'nope', '-n', 'shop']);
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /cannot read pod shop\/nope: HTTP 404/);
