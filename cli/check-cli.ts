@@ -204,11 +204,12 @@ export async function runChecks(kc: KubeConfig, now: () => Date = () => new Date
     return checkRbac(found);
   })));
 
-  let opted: V1Namespace[] = [];
+  let opted: V1Namespace[] | undefined;
   checks.push(...(await guarded('namespaces', async () => {
-    opted = (await core.listNamespace({}, opts)).items.filter(isOptedIn);
+    const found = (await core.listNamespace({}, opts)).items.filter(isOptedIn);
+    opted = found;
     const bindings = new Map<string, boolean | 'forbidden'>();
-    for (const n of opted) {
+    for (const n of found) {
       const name = n.metadata?.name ?? '';
       try {
         await rbac.readNamespacedRoleBinding({ name: INSTALL.sidecarRoleBinding, namespace: name }, opts);
@@ -219,10 +220,11 @@ export async function runChecks(kc: KubeConfig, now: () => Date = () => new Date
         bindings.set(name, code === 404 ? false : 'forbidden');
       }
     }
-    return checkNamespaces(opted, bindings);
+    return checkNamespaces(found, bindings);
   })));
 
   checks.push(...(await guarded('sidecar-port-services', async () => {
+    if (!opted) return { id: 'sidecar-port-services', status: 'warn', message: 'not checked: the namespaces could not be listed', hint: 'see the namespaces check' };
     const services: V1Service[] = [];
     const pods: V1Pod[] = [];
     for (const n of opted) {
