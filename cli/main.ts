@@ -8,6 +8,9 @@ const USAGE = `hook-runner: container lifecycle hooks with timeouts, retries, lo
 Usage:
   hook-runner webhook [--listen HOST:PORT] [--tls-cert-file F --tls-key-file F | --self-signed] [--config F]
   hook-runner inject -f FILE|- [--config F] [-o yaml|json]
+  hook-runner uninject -f FILE|- [-o yaml|json]
+  hook-runner explain -f FILE|- | pod NAME [-n NS] [--config F] [-o text|json|yaml]
+  hook-runner check [--kubeconfig F] [--context C] [-o text|json|yaml]
   hook-runner sidecar            (configured by environment; see the README)
   hook-runner wait-ready [--port N] [--timeout-seconds N]
   hook-runner version [-o json|yaml]
@@ -22,6 +25,12 @@ async function main(argv: string[]): Promise<number> {
       return (await import('../webhook/cli.js')).runWebhookCli(rest);
     case 'inject':
       return (await import('../webhook/inject-cli.js')).runInjectCli(rest);
+    case 'uninject':
+      return (await import('./uninject-cli.js')).runUninjectCli(rest);
+    case 'explain':
+      return (await import('./explain-cli.js')).runExplainCli(rest);
+    case 'check':
+      return (await import('./check-cli.js')).runCheckCli(rest);
     case 'sidecar':
       return (await import('../sidecar/bundle.js')).runSidecarCli(rest);
     case 'wait-ready':

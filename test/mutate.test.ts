@@ -64,7 +64,15 @@ test('native mode: first init container, restartPolicy Always, startupProbe on /
   assert.deepEqual(app.lifecycle?.postStart, { httpGet: { path: '/v1/hooks/app/postStart', port: 15901, scheme: 'HTTP', httpHeaders: [{ name: HEADER_TOKEN, value: TOKEN }] } });
   assert.equal(app.lifecycle?.preStop, undefined);
   assert.deepEqual(app.env, [{ name: ENV_MARKER, value: 'app' }]);
-  assert.deepEqual(JSON.parse(r.pod.metadata!.annotations![ANNOTATION_STATUS]!), { version: 1, mode: 'native', port: 15901, containers: ['app'] });
+  assert.deepEqual(JSON.parse(r.pod.metadata!.annotations![ANNOTATION_STATUS]!), {
+    version: 1,
+    mode: 'native',
+    port: 15901,
+    containers: ['app'],
+    lifecycle: { app: null },
+    env: { app: 'create' },
+    created: ['spec.shareProcessNamespace'],
+  });
 });
 
 test('container mode: first regular container with a wait-ready PostStart on the chosen port', () => {

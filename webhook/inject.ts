@@ -50,7 +50,7 @@ export function documentLabel(index: number, doc: unknown): string {
   return `document ${index + 1} (${String(doc.kind ?? 'unknown kind')}${name ? ` ${String(name)}` : ''})`;
 }
 
-function templateOf(doc: Obj): { parent: Obj; key: string; template: Template } | undefined {
+export function templateOf(doc: Obj): { parent: Obj; key: string; template: Template } | undefined {
   const path = typeof doc.kind === 'string' ? TEMPLATE_PATHS[doc.kind] : undefined;
   if (!path) return undefined;
   let parent: Obj = doc;

@@ -92,6 +92,15 @@ export interface InjectionStatus {
   mode: ResolvedMode;
   port: number;
   containers: string[];
+  /**
+   * What `uninject` needs to restore the pod exactly: each hooked container's `lifecycle` before the
+   * rewrite (null: it had none), the containers whose marker env was added (`create`: with the env
+   * list itself), and the fields hook-runner created (`spec.shareProcessNamespace`,
+   * `spec.initContainers`, `metadata.annotations`, `metadata`). Absent in records of older versions.
+   */
+  lifecycle?: Record<string, V1Lifecycle | null>;
+  env?: Record<string, 'append' | 'create'>;
+  created?: string[];
 }
 
 /** A pod the webhook refuses; `location` is where in the pod the problem is. */
@@ -571,6 +580,23 @@ function rekey(original: V1Pod, newToken: () => string): V1Pod | undefined {
   };
 }
 
+/** The status fields `uninject` reads (see {@link InjectionStatus}), taken from the pod before the mutation. */
+function undoRecord(original: V1Pod, hooks: HookSpec, mode: ResolvedMode): Required<Pick<InjectionStatus, 'lifecycle'>> & Pick<InjectionStatus, 'env' | 'created'> {
+  const lifecycle: Record<string, V1Lifecycle | null> = {};
+  const env: Record<string, 'append' | 'create'> = {};
+  for (const c of original.spec!.containers) {
+    if (!hooksOf(hooks, c.name)) continue;
+    lifecycle[c.name] = c.lifecycle ?? null;
+    if (!c.env?.some((e) => e.name === ENV_MARKER)) env[c.name] = c.env ? 'append' : 'create';
+  }
+  const created: string[] = [];
+  if (original.spec!.shareProcessNamespace === undefined) created.push('spec.shareProcessNamespace');
+  if (mode === 'native' && original.spec!.initContainers === undefined) created.push('spec.initContainers');
+  if (original.metadata?.annotations === undefined) created.push('metadata.annotations');
+  if (original.metadata === undefined) created.push('metadata');
+  return { lifecycle, ...(Object.keys(env).length > 0 ? { env } : {}), ...(created.length > 0 ? { created } : {}) };
+}
+
 /** The mutation. Throws {@link HookSpecError} or {@link MutationError} for a pod that must be denied. */
 export function mutatePod(original: V1Pod, opts: MutateOptions): MutateResult {
   const labels = original.metadata?.labels ?? {};
@@ -617,7 +643,7 @@ export function mutatePod(original: V1Pod, opts: MutateOptions): MutateResult {
   else spec.containers = [sidecar, ...spec.containers];
   spec.shareProcessNamespace = true;
 
-  const record: InjectionStatus = { version: STATUS_VERSION, mode: opts.mode, port, containers: Object.keys(hooks) };
+  const record: InjectionStatus = { version: STATUS_VERSION, mode: opts.mode, port, containers: Object.keys(hooks), ...undoRecord(original, hooks, opts.mode) };
   pod.metadata = { ...(pod.metadata ?? {}), annotations: { ...annotations, [ANNOTATION_STATUS]: JSON.stringify(record) } };
 
   warnings.push(...budgetWarnings(hooks, graceSeconds(spec), unbounded), ...modeWarnings(pod, opts.mode), ...securityWarnings(pod, sidecar));
