@@ -81,7 +81,7 @@ test('adopted native hooks in a template without metadata: the metadata and anno
     metadata: { name: 'd' },
     spec: { selector: {}, template: { spec: { containers: [{ name: 'app', image: 'x', lifecycle: { preStop: { sleep: { seconds: 2 } } } }] } } },
   };
-  const [injected] = injectDocuments([deployment], { config, mode: 'native', newToken: () => 't' });
+  const [injected] = injectDocuments([deployment], { config: { ...config, adoptNativeHooks: true }, mode: 'native', newToken: () => 't' });
   assert.ok(injected!.injected);
   const template = (injected!.doc as { spec: { template: { metadata?: { annotations?: Record<string, string> } } } }).spec.template;
   assert.deepEqual(JSON.parse(template.metadata!.annotations![ANNOTATION_STATUS]!).created, ['spec.shareProcessNamespace', 'spec.initContainers', 'metadata.annotations', 'metadata']);
