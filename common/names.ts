@@ -38,6 +38,12 @@ export const ENV_PORT = 'HOOK_RUNNER_PORT';
 export const ENV_GRACE_SECONDS = 'HOOK_RUNNER_GRACE_SECONDS';
 /** Sidecar env (optional): write Events with hook output tails when `true`. */
 export const ENV_EVENT_OUTPUT = 'HOOK_RUNNER_EVENT_OUTPUT';
+/** Sidecar env (optional): who may call the hook API: `auto` (default), `any`, or comma-separated CIDRs (config `hookCallers`). */
+export const ENV_CALLERS = 'HOOK_RUNNER_CALLERS';
+/** Sidecar env (optional, downward API `status.hostIP`): the node's address, an accepted caller under `auto`. */
+export const ENV_HOST_IP = 'HOOK_RUNNER_HOST_IP';
+/** Sidecar env (optional, downward API `status.hostIPs`, comma-separated): the node's addresses. */
+export const ENV_HOST_IPS = 'HOOK_RUNNER_HOST_IPS';
 /** Downward-API env vars of the sidecar. */
 export const ENV_POD_NAME = 'POD_NAME';
 export const ENV_POD_NAMESPACE = 'POD_NAMESPACE';

@@ -4,9 +4,9 @@
  * CLI and every module it imports before readiness, pino included) into one ESM file,
  * dist/sidecar/bundle.js, over tsc's re-export module of the same name. One file compiles and links
  * faster than ~40 modules, so the sidecar of every hooked pod is ready sooner (docs/benchmarks.md).
- * prom-client, which the sidecar imports only after readiness, goes into a chunk of its own
- * (dist/sidecar/chunks/) that is loaded then; one file instead of ~90 modules also idles ~5 MB
- * smaller. @kubernetes/client-node stays outside (loaded lazily, and only when in a cluster).
+ * The sidecar loads nothing after readiness but node builtins (node:crypto, node:https): its metrics
+ * are written as text and its Events posted with node:https (docs/design-decisions.md), so there
+ * is no prom-client chunk and no @kubernetes/client-node any more.
  */
 import { build } from 'esbuild';
 import { rmSync } from 'node:fs';
@@ -49,7 +49,6 @@ await build({
   format: 'esm',
   target: 'node20',
   sourcemap: true,
-  external: ['@kubernetes/client-node'],
   plugins: [lazyRequires],
   // CommonJS dependencies (pino) call require() for node builtins and the stand-ins above.
   banner: { js: "import { createRequire as __bundleCreateRequire } from 'node:module'; const require = __bundleCreateRequire(import.meta.url);" },

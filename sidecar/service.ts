@@ -26,9 +26,8 @@ export interface HookReport {
   arrivedAt: string;
   finishedAt: string;
   durationMs: number;
-  /** PreStop only: the grace period used, where it came from, and the deadline. */
+  /** PreStop only: the grace period used (HOOK_RUNNER_GRACE_SECONDS) and the deadline. */
   graceSeconds?: number;
-  graceSource?: 'api' | 'env';
   deadlineAt?: string;
   handlers: HandlerReport[];
 }
@@ -58,6 +57,7 @@ export class HookService {
   private warnedUnreadable = false;
   private readonly warnedCaps = new Set<string>();
   private readonly running = new Set<AbortController>();
+  private calls = 0;
 
   constructor(private readonly d: ServiceDeps) {
     this.procRoot = d.procRoot ?? '/proc';
@@ -72,8 +72,9 @@ export class HookService {
     return this.lastReports.get(`${container}/${phase}`);
   }
 
+  /** Hook calls not answered yet, from arrival (discovery included) to the report. */
   inFlight(): number {
-    return this.registry.inFlight();
+    return this.calls;
   }
 
   /** Aborts every running list (own shutdown). */
@@ -106,6 +107,15 @@ export class HookService {
 
   /** A hook call. Resolves with the report; `joined` when it reused an earlier call's run. */
   async call(container: string, phase: Phase): Promise<{ report: HookReport; joined: boolean }> {
+    this.calls++;
+    try {
+      return await this.callCounted(container, phase);
+    } finally {
+      this.calls--;
+    }
+  }
+
+  private async callCounted(container: string, phase: Phase): Promise<{ report: HookReport; joined: boolean }> {
     const arrival = Date.now();
     const hooks = hooksOf(this.d.env.spec, container)!;
     const list = phaseHandlers(hooks, phase);
@@ -132,9 +142,11 @@ export class HookService {
     };
     try {
       if (phase === 'preStop') {
-        const grace = await this.d.kube.graceSeconds(this.d.env.graceSeconds);
-        const at = preStopDeadlineMs(arrival, grace.seconds, shutdownSeconds);
-        Object.assign(report, { graceSeconds: grace.seconds, graceSource: grace.source, deadlineAt: new Date(at).toISOString() });
+        // The pod's terminationGracePeriodSeconds; a shortened `kubectl delete --grace-period` is not
+        // seen (reading it would need `pods get`, see docs/design-decisions.md).
+        const grace = this.d.env.graceSeconds;
+        const at = preStopDeadlineMs(arrival, grace, shutdownSeconds);
+        Object.assign(report, { graceSeconds: grace, deadlineAt: new Date(at).toISOString() });
         timer = setTimeout(() => deadline.abort(), Math.max(0, at - Date.now()));
       }
       const res = await runHandlerList(list, {
