@@ -44,7 +44,8 @@ export function normaliseAddress(raw: string | undefined): string | undefined {
   if (mapped) a = mapped[1]!;
   const fam = isIP(a);
   if (fam === 0) return undefined;
-  return fam === 6 ? a.toLowerCase() : a;
+  // The WHATWG URL parser writes IPv6 in its canonical form (lower case, longest zero run as ::).
+  return fam === 6 ? new URL(`http://[${a}]/`).hostname.slice(1, -1) : a;
 }
 
 function parseIp(variable: string, raw: string): string {

@@ -6,7 +6,7 @@ import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { createLogger, type Logger } from '../common/logger.js';
 import { ENV_CALLERS, ENV_EVENT_OUTPUT, ENV_GRACE_SECONDS, ENV_HOST_IP, ENV_HOST_IPS, ENV_MARKER, ENV_PORT, ENV_SPEC, ENV_TOKEN, HEADER_TOKEN } from '../common/names.js';
-import { CallerCheck, describeCallers, parseDefaultGateways, RefusalLog } from './callers.js';
+import { CallerCheck, describeCallers, normaliseAddress, parseDefaultGateways, RefusalLog } from './callers.js';
 import { capNames } from './caps.js';
 import { EnvError, loadSidecarEnv, type SidecarEnv } from './env.js';
 import type { ExecTools } from './handlers.js';
@@ -81,7 +81,7 @@ export function callerGate(env: SidecarEnv, log: Logger, procNet = '/proc/net'):
     check.setGateways(readDefaultGateways(procNet));
     return check.allowed(remote);
   };
-  return { allowed, refused: (remote, path) => refusals.refused({ remote, path }), flush: () => refusals.flush(), check };
+  return { allowed, refused: (remote, path) => refusals.refused({ remote: normaliseAddress(remote) ?? remote, path }), flush: () => refusals.flush(), check };
 }
 
 /** Every process that may belong to a hooked container: marker match, or environ unreadable. */
