@@ -4,7 +4,7 @@
  */
 import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { createLogger, type Logger } from '../common/logger.js';
+import { createSidecarLogger, type Logger } from './log.js';
 import { ENV_CALLERS, ENV_EVENT_OUTPUT, ENV_GRACE_SECONDS, ENV_HOST_IP, ENV_HOST_IPS, ENV_MARKER, ENV_PORT, ENV_SPEC, ENV_TOKEN, HEADER_TOKEN } from '../common/names.js';
 import { CallerCheck, describeCallers, normaliseAddress, parseDefaultGateways, RefusalLog } from './callers.js';
 import { capNames } from './caps.js';
@@ -113,7 +113,7 @@ export async function runSidecarCli(argv: string[]): Promise<number> {
     }
     throw e;
   }
-  const log = createLogger({ name: 'hook-runner-sidecar' });
+  const log = createSidecarLogger({ name: 'hook-runner-sidecar' });
   return runSidecar(env, log);
 }
 

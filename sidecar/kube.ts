@@ -10,7 +10,7 @@ import { readFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import type { Logger } from '../common/logger.js';
+import type { Logger } from './log.js';
 
 export interface PodRef {
   name: string;

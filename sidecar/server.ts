@@ -5,7 +5,7 @@
  */
 import http from 'node:http';
 import { createRequire } from 'node:module';
-import type { Logger } from '../common/logger.js';
+import type { Logger } from './log.js';
 import { HEADER_TOKEN, PHASES, type Phase } from '../common/names.js';
 import type { SidecarMetrics } from './metrics.js';
 import type { HookService } from './service.js';

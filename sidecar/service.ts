@@ -3,7 +3,7 @@
  * run the list, and record it (log line per attempt, metrics, Event, report for `/last`).
  */
 import { preStopDeadlineMs } from '../common/budget.js';
-import type { Logger } from '../common/logger.js';
+import type { Logger } from './log.js';
 import { ENV_MARKER, type Phase } from '../common/names.js';
 import { handlerAction, handlerKind, hooksOf, phaseHandlers, type ExecAction, type HandlerSpec, type HttpAction, type HttpGetAction, type SignalAction, type SleepAction, type TcpSocketAction } from '../common/spec.js';
 import type { SidecarEnv } from './env.js';

@@ -502,3 +502,29 @@ test('SIGTERM while a PreStop call is still in flight after the app has exited: 
     },
   );
 });
+
+// ------------------------------------------------------------------------------------------------
+// A lean start path (issue 13): node builtins only
+
+test('the sidecar bundle imports node builtins only (no pino, prom-client, client-node), and its log lines keep the pino shape without the token', async () => {
+  const { readFileSync, existsSync } = await import('node:fs');
+  const bundle = new URL('../dist/sidecar/bundle.js', import.meta.url);
+  assert.ok(existsSync(bundle), 'run npm run build first');
+  const text = readFileSync(bundle, 'utf8');
+  const specifiers = [...text.matchAll(/(?:from\s*|import\s*\(\s*)["']([^"']+)["']/g)].map((m) => m[1]!);
+  assert.ok(specifiers.length > 0);
+  assert.deepEqual(specifiers.filter((s) => !s.startsWith('node:')), []);
+  assert.ok(!/\brequire\(/.test(text), 'no CommonJS require in the bundle');
+  const { createSidecarLogger } = await import('../sidecar/log.js');
+  const lines: string[] = [];
+  const log = createSidecarLogger({ name: 'hook-runner-sidecar', level: 'info', write: (l) => lines.push(l) });
+  log.debug({ a: 1 }, 'not written at info');
+  log.warn({ container: 'app', token: 'secret-1', headers: { 'X-Hook-Runner-Token': 'secret-2' }, err: new Error('boom') }, 'hook failed');
+  assert.equal(lines.length, 1);
+  assert.ok(lines[0]!.endsWith('}\n'));
+  const l = JSON.parse(lines[0]!) as Record<string, any>;
+  assert.deepEqual(Object.keys(l), ['level', 'time', 'name', 'container', 'token', 'headers', 'err', 'msg']);
+  assert.deepEqual([l.level, l.name, l.container, l.msg, l.token, l.headers['X-Hook-Runner-Token'], l.err.message], ['warn', 'hook-runner-sidecar', 'app', 'hook failed', '[redacted]', '[redacted]', 'boom']);
+  assert.ok(!Number.isNaN(Date.parse(l.time)));
+  assert.ok(!lines[0]!.includes('secret-'));
+});
