@@ -67,12 +67,17 @@ export function readDefaultGateways(procNet = '/proc/net'): string[] {
 const GATEWAY_REREAD_MS = 5000;
 
 /** The caller check of the server, with its rate-limited refusal log (DESIGN §6). */
-export function callerGate(env: SidecarEnv, log: Logger, procNet = '/proc/net'): { allowed: (remote: string | undefined) => boolean; refused: (remote: string, path: string) => void; flush: () => void; check: CallerCheck } {
+export function callerGate(env: SidecarEnv, log: Logger, procNet = '/proc/net'): { allowed: (remote: string | undefined) => boolean; refused: (remote: string, path: string, why: 'caller' | 'token') => void; flush: () => void; check: CallerCheck } {
   const check = new CallerCheck(env.callers, env.callers.mode === 'auto' ? readDefaultGateways(procNet) : []);
   let readAt = Date.now();
   const refusals = new RefusalLog((kind, fields) => {
     if (kind === 'refused') log.warn({ ...fields, accepted: describeCallers(env.callers, check.gateways), setting: ENV_CALLERS }, `hook API call refused: the caller's address is not an accepted caller (config hookCallers, env ${ENV_CALLERS}); the kubelet calls from the node or the pod's gateway`);
     else log.warn({ ...fields, setting: ENV_CALLERS }, 'further hook API calls refused (not logged one by one)');
+  });
+  // Wrong tokens are refused calls too: from an accepted address (or under `any`) they must not flood the log either.
+  const badTokens = new RefusalLog((kind, fields) => {
+    if (kind === 'refused') log.warn(fields, `hook call without a valid ${HEADER_TOKEN} header`);
+    else log.warn(fields, `further hook calls without a valid ${HEADER_TOKEN} header (not logged one by one)`);
   });
   const allowed = (remote: string | undefined): boolean => {
     if (check.allowed(remote)) return true;
@@ -81,7 +86,12 @@ export function callerGate(env: SidecarEnv, log: Logger, procNet = '/proc/net'):
     check.setGateways(readDefaultGateways(procNet));
     return check.allowed(remote);
   };
-  return { allowed, refused: (remote, path) => refusals.refused({ remote: normaliseAddress(remote) ?? remote, path }), flush: () => refusals.flush(), check };
+  const refused = (remote: string, path: string, why: 'caller' | 'token') => (why === 'caller' ? refusals : badTokens).refused({ remote: normaliseAddress(remote) ?? remote, path });
+  const flush = () => {
+    refusals.flush();
+    badTokens.flush();
+  };
+  return { allowed, refused, flush, check };
 }
 
 /** Every process that may belong to a hooked container: marker match, or environ unreadable. */

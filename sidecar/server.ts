@@ -45,8 +45,8 @@ export interface ServerDeps {
   isReady: () => boolean;
   /** Whether this source address may call the hook API (sidecar/callers.ts). */
   callerAllowed: (remote: string | undefined) => boolean;
-  /** Called for every refused caller; rate-limits its own logging. */
-  onRefused: (remote: string, path: string) => void;
+  /** Called for every refused call (source address, or token); rate-limits its own logging. */
+  onRefused: (remote: string, path: string, why: 'caller' | 'token') => void;
 }
 
 /** The only endpoints open to every source: probes (the kubelet) and scrapes (Prometheus, any pod). */
@@ -77,7 +77,7 @@ function handle(d: ServerDeps, req: http.IncomingMessage, res: http.ServerRespon
   const m = HOOK_PATH.exec(url);
   // The source check comes first, so refused callers learn nothing (not even which paths exist).
   if (!d.callerAllowed(req.socket.remoteAddress)) {
-    d.onRefused(req.socket.remoteAddress ?? 'unknown', url.slice(0, 200));
+    d.onRefused(req.socket.remoteAddress ?? 'unknown', url.slice(0, 200), 'caller');
     // A refused hook call fails as a hook (dropped connection: the kubelet reports FailedPostStartHook /
     // FailedPreStopHook); anything else gets a plain 403.
     if (m && !m[3]) return void req.socket.destroy();
@@ -86,7 +86,7 @@ function handle(d: ServerDeps, req: http.IncomingMessage, res: http.ServerRespon
   if (!m) return send(res, 404, { error: `no such path: ${url.slice(0, 200)}` });
   // The token is checked before anything else so that container names do not leak without it.
   if (!tokenMatches(d.token, req.headers[HEADER_TOKEN.toLowerCase()])) {
-    d.log.warn({ path: url.slice(0, 200), remote: req.socket.remoteAddress }, `hook call without a valid ${HEADER_TOKEN} header`);
+    d.onRefused(req.socket.remoteAddress ?? 'unknown', url.slice(0, 200), 'token');
     return send(res, 401, { error: `missing or wrong ${HEADER_TOKEN} header` });
   }
   let container: string;

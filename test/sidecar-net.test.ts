@@ -214,9 +214,14 @@ test('callers (auto): the gateway and loopback may call; a neighbour on the same
     assert.match(first.accepted, new RegExp(`gateway ${p.gateway.replace(/\./g, '\\.')}`));
     // Still serving the kubelet.
     assert.equal((await at(p.gateway, '/v1/hooks/app/preStop/last', pod.token)).status, 200);
-    // The summary comes at the end of the window, or at exit.
+    // Wrong tokens from an accepted caller are rate-limited the same way: 50 more (51 with the one above).
+    for (let b = 0; b < 5; b++) await Promise.all(Array.from({ length: 10 }, () => at(p.gateway, '/v1/hooks/app/preStop/last', 'y'.repeat(32))));
+    assert.equal(pod.sidecarLines().filter((l) => /^hook call without a valid/.test(l.msg ?? '')).length, 5);
+    // The summaries come at the end of the window, or at exit.
     const stopped = await pod.stopSidecar(5);
     assert.equal(stopped.code, 0);
+    const tokenSummary = pod.sidecarLines().filter((l) => /^further hook calls without a valid/.test(l.msg ?? ''));
+    assert.deepEqual(tokenSummary.map((l) => [l.suppressed, l.remotes]), [[46, [p.gateway]]]);
     const summary = pod.sidecarLines().filter((l) => /^further hook API calls refused/.test(l.msg ?? ''));
     assert.equal(summary.length, 1);
     assert.equal(summary[0]!.suppressed, 203 - 5, '1 hook call + 2 /last + 200 flood, minus the 5 logged');
