@@ -1,7 +1,7 @@
 /**
  * The sidecar's cost: a plain child process running the built CLI (`dist/cli/main.js sidecar`)
  * with the environment `mutatePod` writes for a pod, on 127.0.0.1, no namespaces, no API server
- * (no KUBECONFIG: grace from the env, no Events). Hooked "containers" are `sleep` processes that
+ * (no KUBERNETES_SERVICE_HOST: no Events). Hooked "containers" are `sleep` processes that
  * carry the HOOK_RUNNER_CONTAINER marker, as the app's processes would in a shared PID namespace.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -50,7 +50,7 @@ export function injectedSidecarEnv(hooks: Record<string, unknown>, port: number,
   return env;
 }
 
-/** A clean env: PATH plus the injected variables; never KUBECONFIG or KUBERNETES_SERVICE_HOST. */
+/** A clean env: PATH plus the injected variables; never KUBERNETES_SERVICE_HOST, so no Events are posted. */
 function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { PATH: process.env.PATH ?? '/usr/bin:/bin', LOG_LEVEL: 'info', ...extra };
 }
