@@ -71,6 +71,7 @@ export function table(r: Results): string {
     rows.push(['sidecar dispatch p99 ms (sleep 0)', fmt(r['sidecar.dispatch_p99_ms']), '', '', '', '']);
     rows.push(['sidecar dispatch p50 ms (httpGet)', fmt(r['sidecar.dispatch_http_p50_ms']), '', '', '', '']);
     rows.push(['sidecar dispatch p99 ms (httpGet)', fmt(r['sidecar.dispatch_http_p99_ms']), '', '', '', '']);
+    if (r['sidecar.event_loop_max_ms'] !== undefined) rows.push(['sidecar event loop max ms after ready', fmt(r['sidecar.event_loop_max_ms'], 1), '', '', '<= 50', ok(r['sidecar.event_loop_max_ms']! <= 50)]);
     rows.push(['sidecar preStop deadline error ms', fmt(r['sidecar.prestop_deadline_error_ms'], 1), '', `max ${fmt(r['sidecar.prestop_deadline_error_max_ms'], 1)}`, '<= 100', ok(r['sidecar.prestop_deadline_error_ms']! <= 100)]);
   }
   const w = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));

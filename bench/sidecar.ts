@@ -1,7 +1,7 @@
 /**
  * The sidecar's cost: a plain child process running the built CLI (`dist/cli/main.js sidecar`)
  * with the environment `mutatePod` writes for a pod, on 127.0.0.1, no namespaces, no API server
- * (no KUBECONFIG: grace from the env, no Events). Hooked "containers" are `sleep` processes that
+ * (no KUBERNETES_SERVICE_HOST: no Events). Hooked "containers" are `sleep` processes that
  * carry the HOOK_RUNNER_CONTAINER marker, as the app's processes would in a shared PID namespace.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -50,7 +50,7 @@ export function injectedSidecarEnv(hooks: Record<string, unknown>, port: number,
   return env;
 }
 
-/** A clean env: PATH plus the injected variables; never KUBECONFIG or KUBERNETES_SERVICE_HOST. */
+/** A clean env: PATH plus the injected variables; never KUBERNETES_SERVICE_HOST, so no Events are posted. */
 function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { PATH: process.env.PATH ?? '/usr/bin:/bin', LOG_LEVEL: 'info', ...extra };
 }
@@ -222,6 +222,57 @@ async function appServer(): Promise<{ server: http.Server; port: number }> {
   return { server, port: (server.address() as net.AddressInfo).port };
 }
 
+/**
+ * Preloaded into the sidecar (child-side measurement): an event-loop delay histogram; SIGUSR2
+ * writes its max to stderr and resets it.
+ */
+const LOOP_PROBE = `data:text/javascript,${encodeURIComponent("import { monitorEventLoopDelay } from 'node:perf_hooks'; const h = monitorEventLoopDelay({ resolution: 5 }); h.enable(); process.on('SIGUSR2', () => { process.stderr.write('event-loop-max-ms ' + (h.max / 1e6).toFixed(2) + '\\n'); h.reset(); });")}`;
+
+/**
+ * The longest event-loop block of one sidecar from readiness to 2 s after it, while 4 callers keep
+ * calling a hook and probing /readyz the whole time (the window the deferred client-node load used to hit).
+ */
+async function eventLoopMaxAfterReady(ns: PidNs | undefined): Promise<number> {
+  const port = await freePort();
+  const env = injectedSidecarEnv({ app: { postStart: [{ sleep: { seconds: 0 } }] } }, port, 30);
+  const child = spawnIn(ns, [process.execPath, '--import', LOOP_PROBE, CLI, 'sidecar'], childEnv(env), ['ignore', 'ignore', 'pipe']);
+  let stderr = '';
+  const reports: number[] = [];
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => {
+    stderr += c;
+    for (const m of c.matchAll(/event-loop-max-ms ([0-9.]+)/g)) reports.push(Number(m[1]));
+  });
+  const report = async (): Promise<number> => {
+    const n = reports.length;
+    // Under nsenter the sidecar is nsenter's child.
+    const pid = child.spawnfile === 'nsenter' ? childOf(child.pid!) : child.pid;
+    if (pid) process.kill(pid, 'SIGUSR2');
+    for (let i = 0; i < 500 && reports.length === n; i++) await sleep(2);
+    if (reports.length === n) throw new Error(`no event-loop report from the sidecar: ${stderr.slice(-2000)}`);
+    return reports[n]!;
+  };
+  try {
+    const t0 = nowMs();
+    for (let i = 0; ; i++) {
+      if ((await get(port, '/readyz', {}, 1000)).status === 200) break;
+      if (child.exitCode !== null || nowMs() - t0 > 15_000 || i > 7500) throw new Error(`sidecar not ready: ${stderr}`);
+      await sleep(2);
+    }
+    await report(); // start of the window: readiness
+    const until = nowMs() + 2000;
+    const hdr = { [HEADER_TOKEN]: env.HOOK_RUNNER_TOKEN! };
+    await Promise.all(Array.from({ length: 4 }, async (_, k) => {
+      for (let i = 0; i < 10_000 && nowMs() < until; i++) {
+        const r = await (k === 0 ? get(port, '/readyz', {}, 5000) : get(port, hookPath('app', 'postStart'), hdr, 5000));
+        if (r.status !== 200) throw new Error(`call during start-up: ${r.error ?? `HTTP ${r.status}`}`);
+      }
+    }));
+    return await report();
+  } finally {
+    await stop(child);
+  }
+}
+
 export interface SidecarOptions {
   /** Start rounds (ready_ms, rss) for the sidecar and the bare node baseline each. */
   startRounds: number;
@@ -280,7 +331,7 @@ export async function benchSidecar(o: SidecarOptions): Promise<Record<string, nu
         if (r.status !== 200) throw new Error(`${what}: ${r.error ?? `HTTP ${r.status}`}`);
         into.push(nowMs() - t);
       };
-      await sleep(300); // let the deferred metrics load finish first: it is not part of a call
+      await sleep(300); // let the deferred node:crypto preload finish first: it is not part of a call
       for (let i = 0; i < o.dispatchCalls + 5; i++) {
         // A new run of each container per call: a second call for the same run gets the stored answer.
         const ms = [marker('s', ns), marker('h', ns)];
@@ -332,6 +383,13 @@ export async function benchSidecar(o: SidecarOptions): Promise<Record<string, nu
     out['sidecar.prestop_deadline_error_ms'] = round(median(errors), 1);
     out['sidecar.prestop_deadline_error_max_ms'] = round(Math.max(...errors), 1);
     o.log?.(`sidecar preStop deadline: answered ${out['sidecar.prestop_deadline_error_ms']} ms from the deadline (median; max ${out['sidecar.prestop_deadline_error_max_ms']} ms)`);
+
+    // 4. Event loop after readiness (issue 10.4): hooks and probes hit the sidecar from the moment
+    // /readyz passes, as the kubelet does when native sidecars gate the app on the startup probe.
+    const loopMax: number[] = [];
+    for (let r = 0; r < o.startRounds; r++) loopMax.push(await eventLoopMaxAfterReady(ns));
+    out['sidecar.event_loop_max_ms'] = round(Math.max(...loopMax), 1);
+    o.log?.(`sidecar event loop after ready: longest block ${out['sidecar.event_loop_max_ms']} ms over ${o.startRounds} starts (goal <= 50; per start: ${loopMax.map((x) => round(x, 1)).join(', ')})`);
     return out;
   } finally {
     await killAll();

@@ -3,8 +3,10 @@
  * Resolves with the exit code once the sidecar has shut down.
  */
 import { readFileSync } from 'node:fs';
-import { createLogger, type Logger } from '../common/logger.js';
-import { ENV_EVENT_OUTPUT, ENV_GRACE_SECONDS, ENV_MARKER, ENV_PORT, ENV_SPEC, ENV_TOKEN, HEADER_TOKEN } from '../common/names.js';
+import { join } from 'node:path';
+import { createSidecarLogger, type Logger } from './log.js';
+import { ENV_CALLERS, ENV_EVENT_OUTPUT, ENV_GRACE_SECONDS, ENV_HOST_IP, ENV_HOST_IPS, ENV_MARKER, ENV_PORT, ENV_SPEC, ENV_TOKEN, HEADER_TOKEN } from '../common/names.js';
+import { CallerCheck, describeCallers, normaliseAddress, parseDefaultGateways, RefusalLog } from './callers.js';
 import { capNames } from './caps.js';
 import { EnvError, loadSidecarEnv, type SidecarEnv } from './env.js';
 import { findExecTools } from './handlers.js';
@@ -23,14 +25,61 @@ Configured by environment (the webhook writes it):
   ${ENV_PORT}           port to listen on, all interfaces (default 15901)
   ${ENV_GRACE_SECONDS}  the pod's terminationGracePeriodSeconds (default 30)
   ${ENV_EVENT_OUTPUT}   true: put hook output tails in Events (default false)
+  ${ENV_CALLERS}        who may call the hook paths and /last: auto (default: loopback, the node
+                        and the pod's default gateway), any, or comma-separated CIDRs (plus loopback)
+  ${ENV_HOST_IP}, ${ENV_HOST_IPS}   the node's address(es), downward API status.hostIP(s)
   POD_NAME, POD_NAMESPACE, POD_UID, NODE_NAME   downward API, for logs and Events
 Hooked containers carry ${ENV_MARKER}=<name>; the sidecar finds them through the shared PID namespace.
-Endpoints: GET|POST /v1/hooks/{container}/{postStart|preStop}, GET .../last, /healthz, /readyz, /metrics.
+Endpoints: GET|POST /v1/hooks/{container}/{postStart|preStop}, GET .../last (accepted callers and
+the token only), /healthz, /readyz, /metrics (open).
 `;
 
 /** Time kept back at the end of the grace period so the sidecar exits 0 before the kubelet's SIGKILL. */
 export const EXIT_MARGIN_MS = 1000;
 const SHUTDOWN_POLL_MS = 100;
+
+/** Default gateways of the sidecar's network namespace (the pod's); empty when /proc/net is unreadable. */
+export function readDefaultGateways(procNet = '/proc/net'): string[] {
+  const read = (f: string) => {
+    try {
+      return readFileSync(join(procNet, f), 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  return parseDefaultGateways(read('route'), read('ipv6_route'));
+}
+
+/** How often, at most, a refused caller makes the sidecar re-read its routes (the CNI may set them late). */
+const GATEWAY_REREAD_MS = 5000;
+
+/** The caller check of the server, with its rate-limited refusal log (DESIGN §6). */
+export function callerGate(env: SidecarEnv, log: Logger, procNet = '/proc/net'): { allowed: (remote: string | undefined) => boolean; refused: (remote: string, path: string, why: 'caller' | 'token') => void; flush: () => void; check: CallerCheck } {
+  const check = new CallerCheck(env.callers, env.callers.mode === 'auto' ? readDefaultGateways(procNet) : []);
+  let readAt = Date.now();
+  const refusals = new RefusalLog((kind, fields) => {
+    if (kind === 'refused') log.warn({ ...fields, accepted: describeCallers(env.callers, check.gateways), setting: ENV_CALLERS }, `hook API call refused: the caller's address is not an accepted caller (config hookCallers, env ${ENV_CALLERS}); the kubelet calls from the node or the pod's gateway`);
+    else log.warn({ ...fields, setting: ENV_CALLERS }, 'further hook API calls refused (not logged one by one)');
+  });
+  // Wrong tokens are refused calls too: from an accepted address (or under `any`) they must not flood the log either.
+  const badTokens = new RefusalLog((kind, fields) => {
+    if (kind === 'refused') log.warn(fields, `hook call without a valid ${HEADER_TOKEN} header`);
+    else log.warn(fields, `further hook calls without a valid ${HEADER_TOKEN} header (not logged one by one)`);
+  });
+  const allowed = (remote: string | undefined): boolean => {
+    if (check.allowed(remote)) return true;
+    if (env.callers.mode !== 'auto' || Date.now() - readAt < GATEWAY_REREAD_MS) return false;
+    readAt = Date.now();
+    check.setGateways(readDefaultGateways(procNet));
+    return check.allowed(remote);
+  };
+  const refused = (remote: string, path: string, why: 'caller' | 'token') => (why === 'caller' ? refusals : badTokens).refused({ remote: normaliseAddress(remote) ?? remote, path });
+  const flush = () => {
+    refusals.flush();
+    badTokens.flush();
+  };
+  return { allowed, refused, flush, check };
+}
 
 /** Every process that may belong to a hooked container: marker match, or environ unreadable. */
 export function hookedProcessesAlive(env: SidecarEnv, procRoot = '/proc'): number {
@@ -61,7 +110,7 @@ export async function runSidecarCli(argv: string[]): Promise<number> {
     }
     throw e;
   }
-  const log = createLogger({ name: 'hook-runner-sidecar' });
+  const log = createSidecarLogger({ name: 'hook-runner-sidecar' });
   return runSidecar(env, log);
 }
 
@@ -74,7 +123,11 @@ export async function runSidecar(env: SidecarEnv, log: Logger): Promise<number> 
   const kube = new KubeClient(env.pod, log);
   const service = new HookService({ env, log, metrics, kube, tools, self: { capEff: status.capEff, capPrm: status.capPrm } });
   let ready = false;
-  const server = createSidecarServer({ token: env.token, service, metrics, log, isReady: () => ready });
+  const gate = callerGate(env, log);
+  if (env.callers.mode === 'auto' && gate.check.gateways.length === 0 && env.callers.hostIps.length === 0) {
+    log.warn({ setting: ENV_CALLERS }, `no default gateway in this network namespace and no ${ENV_HOST_IP}/${ENV_HOST_IPS}: only loopback may call the hook API; set ${ENV_CALLERS} (config hookCallers) to the kubelet's source address`);
+  }
+  const server = createSidecarServer({ token: env.token, service, metrics, log, isReady: () => ready, callerAllowed: gate.allowed, onRefused: gate.refused });
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -86,19 +139,10 @@ export async function runSidecar(env: SidecarEnv, log: Logger): Promise<number> 
     throw new Error(`cannot listen on port ${env.port} (${ENV_PORT}): ${e.code ?? e.message}`);
   });
   ready = true;
-  // What /readyz does not need loads just after it: node:crypto for the token check, and prom-client.
-  setTimeout(() => {
-    preloadTokenCheck();
-    void metrics.load();
-  }, 50).unref();
-  // Load the Kubernetes client while idle (it blocks the loop for 1-2 s), so the first PreStop finds it ready.
-  if (kube.configured()) {
-    let tries = 0;
-    const warm = () => (service.inFlight() === 0 || ++tries > 100 ? kube.warm() : setTimeout(warm, 100).unref());
-    setTimeout(warm, 300).unref();
-  }
+  // node:crypto (~3 ms) for the token check loads just after readiness; nothing heavier loads later.
+  setTimeout(preloadTokenCheck, 50).unref();
   log.info(
-    { port: env.port, containers: Object.keys(env.spec), pod: env.pod.name, namespace: env.pod.namespace, uid: status.uid, caps: capNames(status.capEff), graceSeconds: env.graceSeconds, startupMs: Math.round(process.uptime() * 1000) },
+    { port: env.port, containers: Object.keys(env.spec), pod: env.pod.name, namespace: env.pod.namespace, uid: status.uid, caps: capNames(status.capEff), graceSeconds: env.graceSeconds, callers: describeCallers(env.callers, gate.check.gateways), startupMs: Math.round(process.uptime() * 1000) },
     'sidecar ready',
   );
 
@@ -109,19 +153,36 @@ export async function runSidecar(env: SidecarEnv, log: Logger): Promise<number> 
       stopping = true;
       const t0 = Date.now();
       if (waitForApps) {
-        const grace = await kube.graceSeconds(env.graceSeconds);
-        const until = t0 + Math.max(0, grace.seconds * 1000 - EXIT_MARGIN_MS);
-        log.info({ signal: why, graceSeconds: grace.seconds, graceSource: grace.source }, 'stop signal: serving until the hooked containers have exited');
-        // Bounded by the grace period (and by a count, should the clock jump).
-        for (let i = 0; Date.now() < until && i < (grace.seconds * 1000) / SHUTDOWN_POLL_MS + 10; i++) {
-          if (hookedProcessesAlive(env) === 0 && service.inFlight() === 0) break; // a call in flight is answered first
+        const until = t0 + Math.max(0, env.graceSeconds * 1000 - EXIT_MARGIN_MS);
+        log.info({ signal: why, graceSeconds: env.graceSeconds }, 'stop signal: serving until the hooked containers have exited and no hook call is in flight');
+        let saidCalls = false;
+        // Bounded by the grace period (and by a count, should the clock jump). A hook call still in
+        // flight keeps the sidecar up even when the app is gone: a PreStop that ends the app (signal
+        // with waitForExit) must still be answered, or the kubelet reports a failed PreStop (issue 13.4).
+        for (let i = 0; Date.now() < until && i < (env.graceSeconds * 1000) / SHUTDOWN_POLL_MS + 10; i++) {
+          const inFlight = service.inFlight();
+          if (inFlight === 0 && hookedProcessesAlive(env) === 0) break;
+          if (inFlight > 0 && !saidCalls && hookedProcessesAlive(env) === 0) {
+            saidCalls = true;
+            log.info({ inFlight }, 'hooked containers have exited; waiting for the hook calls in flight to be answered');
+          }
           await new Promise((r) => setTimeout(r, SHUTDOWN_POLL_MS));
         }
       }
       const left = hookedProcessesAlive(env);
       log.info({ signal: why, waitedMs: Date.now() - t0, hookedProcessesLeft: left, inFlight: service.inFlight() }, 'sidecar exiting');
+      gate.flush();
       service.abortAll();
+      // Answers already written (a call that just finished) reach the caller before the sockets go.
       server.close();
+      server.closeIdleConnections();
+      await new Promise<void>((r) => {
+        const timer = setTimeout(r, 500);
+        server.once('close', () => {
+          clearTimeout(timer);
+          r();
+        });
+      });
       server.closeAllConnections();
       await kube.flush();
       // Nothing should keep the loop alive now; if something does, leave anyway.

@@ -4,6 +4,7 @@ import {
   ENV_POD_NAMESPACE, ENV_POD_UID, ENV_PORT, ENV_SPEC, ENV_TOKEN,
 } from '../common/names.js';
 import { parseSpecJson, type HookSpec } from '../common/spec.js';
+import { CallerEnvError, parseCallerEnv, type CallerSetting } from './callers.js';
 
 export interface SidecarEnv {
   spec: HookSpec;
@@ -11,6 +12,8 @@ export interface SidecarEnv {
   port: number;
   graceSeconds: number;
   eventOutput: boolean;
+  /** Who may call the hook API (HOOK_RUNNER_CALLERS, HOOK_RUNNER_HOST_IP, HOOK_RUNNER_HOST_IPS). */
+  callers: CallerSetting;
   pod: { name: string; namespace: string; uid: string; node: string };
 }
 
@@ -52,12 +55,20 @@ export function loadSidecarEnv(env: NodeJS.ProcessEnv): SidecarEnv {
   }
   const eo = env[ENV_EVENT_OUTPUT];
   if (eo !== undefined && eo !== '' && eo !== 'true' && eo !== 'false') throw new EnvError(ENV_EVENT_OUTPUT, `must be true or false, got ${JSON.stringify(eo)}`);
+  let callers: CallerSetting;
+  try {
+    callers = parseCallerEnv(env);
+  } catch (e) {
+    if (e instanceof CallerEnvError) throw new EnvError(e.variable, e.message.slice(e.variable.length + 2));
+    throw e;
+  }
   return {
     spec,
     token,
     port,
     graceSeconds,
     eventOutput: eo === 'true',
+    callers,
     pod: { name: env[ENV_POD_NAME] ?? '', namespace: env[ENV_POD_NAMESPACE] ?? '', uid: env[ENV_POD_UID] ?? '', node: env[ENV_NODE_NAME] ?? '' },
   };
 }

@@ -234,8 +234,13 @@ export async function runHttp(a: HttpGetAction | HttpAction, signal: AbortSignal
 
 export async function runTcp(a: TcpSocketAction, signal: AbortSignal): Promise<AttemptResult> {
   return new Promise((resolve) => {
+    if (signal.aborted) return resolve({ ok: false, error: `connect ${a.host}:${a.port}: aborted` });
     const sock = net.connect({ host: a.host, port: a.port });
-    const onAbort = () => sock.destroy();
+    // destroy() without an error emits only 'close': settle here, or an aborted connect never ends.
+    const onAbort = () => {
+      sock.destroy();
+      resolve({ ok: false, error: `connect ${a.host}:${a.port}: aborted` });
+    };
     signal.addEventListener('abort', onAbort, { once: true });
     sock.once('connect', () => {
       signal.removeEventListener('abort', onAbort);

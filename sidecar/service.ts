@@ -3,7 +3,7 @@
  * run the list, and record it (log line per attempt, metrics, Event, report for `/last`).
  */
 import { preStopDeadlineMs } from '../common/budget.js';
-import type { Logger } from '../common/logger.js';
+import type { Logger } from './log.js';
 import { ENV_MARKER, type Phase } from '../common/names.js';
 import { handlerAction, handlerKind, hooksOf, phaseHandlers, type ExecAction, type HandlerSpec, type HttpAction, type HttpGetAction, type SignalAction, type SleepAction, type TcpSocketAction } from '../common/spec.js';
 import type { SidecarEnv } from './env.js';
@@ -26,9 +26,8 @@ export interface HookReport {
   arrivedAt: string;
   finishedAt: string;
   durationMs: number;
-  /** PreStop only: the grace period used, where it came from, and the deadline. */
+  /** PreStop only: the grace period used (HOOK_RUNNER_GRACE_SECONDS) and the deadline. */
   graceSeconds?: number;
-  graceSource?: 'api' | 'env';
   deadlineAt?: string;
   handlers: HandlerReport[];
 }
@@ -60,6 +59,7 @@ export class HookService {
   /** Per container, why the last lookup refused to choose a target (a second container claims the name). */
   private readonly conflicts = new Map<string, string>();
   private readonly running = new Set<AbortController>();
+  private calls = 0;
 
   constructor(private readonly d: ServiceDeps) {
     this.procRoot = d.procRoot ?? '/proc';
@@ -74,8 +74,9 @@ export class HookService {
     return this.lastReports.get(`${container}/${phase}`);
   }
 
+  /** Hook calls not answered yet, from arrival (discovery included) to the report. */
   inFlight(): number {
-    return this.registry.inFlight();
+    return this.calls;
   }
 
   /** Aborts every running list (own shutdown). */
@@ -120,6 +121,15 @@ export class HookService {
 
   /** A hook call. Resolves with the report; `joined` when it reused an earlier call's run. */
   async call(container: string, phase: Phase): Promise<{ report: HookReport; joined: boolean }> {
+    this.calls++;
+    try {
+      return await this.callCounted(container, phase);
+    } finally {
+      this.calls--;
+    }
+  }
+
+  private async callCounted(container: string, phase: Phase): Promise<{ report: HookReport; joined: boolean }> {
     const arrival = Date.now();
     const hooks = hooksOf(this.d.env.spec, container)!;
     const list = phaseHandlers(hooks, phase);
@@ -146,9 +156,11 @@ export class HookService {
     };
     try {
       if (phase === 'preStop') {
-        const grace = await this.d.kube.graceSeconds(this.d.env.graceSeconds);
-        const at = preStopDeadlineMs(arrival, grace.seconds, shutdownSeconds);
-        Object.assign(report, { graceSeconds: grace.seconds, graceSource: grace.source, deadlineAt: new Date(at).toISOString() });
+        // The pod's terminationGracePeriodSeconds; a shortened `kubectl delete --grace-period` is not
+        // seen (reading it would need `pods get`, see docs/design-decisions.md).
+        const grace = this.d.env.graceSeconds;
+        const at = preStopDeadlineMs(arrival, grace, shutdownSeconds);
+        Object.assign(report, { graceSeconds: grace, deadlineAt: new Date(at).toISOString() });
         timer = setTimeout(() => deadline.abort(), Math.max(0, at - Date.now()));
       }
       const res = await runHandlerList(list, {

@@ -11,9 +11,9 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { parse as parseYaml } from 'yaml';
-import { createLogger } from '../common/logger.js';
+import { createSidecarLogger } from '../sidecar/log.js';
+import { parseCallerEnv } from '../sidecar/callers.js';
 import { defaultConfig, parseConfig, type Config } from '../webhook/config.js';
 import { injectDocuments, parseDocuments } from '../webhook/inject.js';
 import type { PodSecurityLevel, ResolvedMode } from '../webhook/mutate.js';
@@ -141,9 +141,7 @@ test('last reports are read back from the sidecar\'s real log lines', async (t) 
   await new Promise<void>((r) => srv.close(() => r()));
 
   const lines: string[] = [];
-  const sink = new PassThrough();
-  sink.on('data', (b: Buffer) => lines.push(...b.toString('utf8').split('\n').filter(Boolean)));
-  const log = createLogger({ destination: sink, level: 'info' });
+  const log = createSidecarLogger({ name: 'hook-runner-sidecar', level: 'info', write: (line) => lines.push(...line.split('\n').filter(Boolean)) });
   const spec = parseSpecJson(JSON.stringify({
     app: {
       shutdownSeconds: 1,
@@ -153,7 +151,7 @@ test('last reports are read back from the sidecar\'s real log lines', async (t) 
   }));
   const pod = { name: 'p', namespace: 'ns', uid: 'u', node: 'n' };
   const service = new HookService({
-    env: { spec, token: 'x'.repeat(32), port: 1, graceSeconds: 3, eventOutput: false, pod },
+    env: { spec, token: 'x'.repeat(32), port: 1, graceSeconds: 3, eventOutput: false, pod, callers: parseCallerEnv({}) },
     log,
     metrics: new SidecarMetrics(),
     kube: new KubeClient(pod, log, {}),

@@ -562,9 +562,10 @@ for (const o of OVERLAYS) {
     const { c } = webhookContainer(objs);
     assert.equal((c.args ?? []).includes('--self-signed'), selfSigned, selfSigned ? 'self-signed TLS' : 'TLS from files');
 
-    // The ClusterRole it binds for sidecars: events and reading its own Pod, nothing more.
+    // The ClusterRole it binds for sidecars: Events only. No `pods get`: bound to every service account of
+    // an opted-in namespace, it would let every pod read every neighbour's spec and hook token (issue 11.2).
     const sidecar = one<V1ClusterRole>(objs, 'ClusterRole', SIDECAR_CLUSTER_ROLE);
-    assert.deepEqual(rulesAsStrings(sidecar.rules ?? []), ['core/events create', 'core/events patch', 'core/pods get']);
+    assert.deepEqual(rulesAsStrings(sidecar.rules ?? []), ['core/events create', 'core/events patch']);
 
     for (const r of objs.filter((x) => x.kind === 'Role' || x.kind === 'ClusterRole') as (Obj & { rules?: V1PolicyRule[] })[]) {
       for (const rule of r.rules ?? []) {

@@ -167,7 +167,6 @@ test("the seed's budget case scaled down: grace 6 s, a 5.5 s PreStop, 1 s shutdo
       const rep = await lastReport(pod, 'app', 'preStop');
       assert.equal(rep.outcome, 'deadline');
       assert.equal(rep.graceSeconds, 6);
-      assert.equal(rep.graceSource, 'env');
       assert.equal(rep.handlers[0].outcome, 'deadline');
       // The hook's process was killed with its group, not left running.
       assert.deepEqual(processesWithArgv(['sleep', '5.5']), []);
@@ -384,63 +383,5 @@ test('a uid-0 target: with the injected SETPCAP the command is narrowed to the t
   }
 });
 
-test('a shortened grace period (deletionGracePeriodSeconds read from the API) shortens the PreStop budget; Events are written', async (t) => {
-  if (missing) return t.skip(missing);
-  const { createServer } = await import('node:http');
-  const { writeFileSync, mkdtempSync, chmodSync } = await import('node:fs');
-  const events: Array<Record<string, any>> = [];
-  const api = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c) => (body += c));
-    req.on('end', () => {
-      if (req.method === 'GET' && req.url?.startsWith('/api/v1/namespaces/harness/pods/grace')) {
-        res.writeHead(200, { 'Content-Type': 'application/json' });
-        return res.end(JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'grace', namespace: 'harness', deletionGracePeriodSeconds: 3 } }));
-      }
-      if (req.method === 'POST' && req.url?.startsWith('/api/v1/namespaces/harness/events')) {
-        events.push({ ...(JSON.parse(body) as Record<string, any>), auth: req.headers.authorization });
-        res.writeHead(201, { 'Content-Type': 'application/json' });
-        return res.end(body);
-      }
-      res.writeHead(404).end();
-    });
-  });
-  await new Promise<void>((r) => api.listen(0, '127.0.0.1', r));
-  t.after(() => api.close());
-  const dir = mkdtempSync('/tmp/hook-runner-kube-');
-  chmodSync(dir, 0o755);
-  t.after(() => await_rm(dir));
-  const kubeconfig = `${dir}/kubeconfig`;
-  const port = (api.address() as { port: number }).port;
-  writeFileSync(kubeconfig, `apiVersion: v1\nkind: Config\nclusters: [{name: h, cluster: {server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true}}]\nusers: [{name: h, user: {token: harness-token}}]\ncontexts: [{name: h, context: {cluster: h, user: h}}]\ncurrent-context: h\n`, { mode: 0o644 });
-  await withPod(
-    t,
-    {
-      name: 'grace',
-      graceSeconds: 30,
-      hooks: { app: { shutdownSeconds: 1, postStart: [{ exec: { command: ['sh', '-c', 'echo secret-output'] } }], preStop: [{ exec: { command: ['sleep', '20'] }, timeoutSeconds: 25 }] } },
-      containers: [{ name: 'app', uid: 1000, env: { APP_SHUTDOWN_MS: '300' } }],
-      sidecarEnv: { KUBECONFIG: kubeconfig },
-    },
-    async (pod) => {
-      await until('kubernetes client loaded', () => pod.sidecarLines().some((l) => l.msg === 'kubernetes client loaded') || undefined, 15_000, 50);
-      // `kubectl delete --grace-period=3`: the kubelet's grace is 3 s, and the sidecar reads the same from the Pod.
-      const r = await pod.terminate('app', 3);
-      assert.equal(r.preStop!.ok, false);
-      const term = pod.appEvents('app').find((e) => e.sig === 'SIGTERM')!;
-      assert.ok(r.preStop!.start + 3000 - term.t >= 1000 - 150, `SIGTERM ${r.preStop!.start + 3000 - term.t} ms before the shortened grace ended`);
-      const rep = await lastReport(pod, 'app', 'preStop');
-      assert.deepEqual([rep.graceSeconds, rep.graceSource, rep.outcome], [3, 'api', 'deadline']);
-      await until('events', () => events.length >= 2 || undefined, 5000);
-      const ok = events.find((e) => e.reason === 'HookSucceeded')!;
-      assert.equal(ok.type, 'Normal');
-      assert.equal(ok.involvedObject.fieldPath, 'spec.containers{app}');
-      assert.equal(ok.involvedObject.name, 'grace');
-      assert.equal(ok.auth, 'Bearer harness-token');
-      const bad = events.find((e) => e.reason === 'FailedPreStopHook')!;
-      assert.equal(bad.type, 'Warning');
-      assert.match(bad.message, /handler \[0\] exec, attempt 1/);
-      assert.ok(!events.some((e) => String(e.message).includes('secret-output')), 'no output in Events unless HOOK_RUNNER_EVENT_OUTPUT=true');
-    },
-  );
-});
+// Events over HTTPS with the service-account files, and the budget's grace from HOOK_RUNNER_GRACE_SECONDS
+// (the deletionGracePeriodSeconds override is gone with `pods get`): test/sidecar-net.test.ts.

@@ -3,9 +3,9 @@
  *
  * - keeps a RoleBinding `hook-runner-sidecar` in every namespace labelled
  *   `hook-runner.dev/injection=enabled`, binding the ClusterRole `hook-runner-sidecar` (events
- *   create/patch, pods get) to the group `system:serviceaccounts:<ns>`: the sidecar runs as the
- *   pod's ServiceAccount, whichever that is, and needs no per-team setup to write Events and read
- *   its own Pod. Created when the label appears, deleted when it goes (only a RoleBinding carrying
+ *   create/patch, nothing else: no `pods get`, docs/security.md) to the group
+ *   `system:serviceaccounts:<ns>`: the sidecar runs as the pod's ServiceAccount, whichever that is,
+ *   and needs no per-team setup to write Events. Created when the label appears, deleted when it goes (only a RoleBinding carrying
  *   our managed-by label is ever deleted or replaced; someone else's of the same name is left alone
  *   with a warning);
  * - answers `podSecurityLevel(ns)` from the namespace's `pod-security.kubernetes.io/enforce` label,

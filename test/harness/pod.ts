@@ -181,8 +181,12 @@ export interface PodDef {
   containers: ContainerDef[];
   /** Changes the capability list `inject` wrote, to show what a missing one does. */
   capsOverride?: (caps: string[]) => string[];
-  /** Extra sidecar env, e.g. KUBECONFIG pointing at a fake API server. */
+  /** Extra sidecar env, e.g. KUBERNETES_SERVICE_HOST/PORT of a fake API server. */
   sidecarEnv?: Record<string, string>;
+  /** Files (token, ca.crt) mounted at /var/run/secrets/kubernetes.io/serviceaccount in the pod's mount namespace. */
+  serviceAccountDir?: string;
+  /** A network namespace (`ip netns` name) the sidecar runs in, as in a pod; callers then use its address. */
+  netns?: string;
 }
 
 export interface ExitInfo {
@@ -269,6 +273,12 @@ export class Pod {
       const fork = childOf(this.init!.pid!); // unshare --fork: the child is pid 1 of the namespace
       return fork && procStatusField(fork, 'NSpid')?.split(/\s+/)[1] === '1' ? fork : undefined;
     });
+    if (this.def.serviceAccountDir) {
+      // As the kubelet mounts it: a tmpfs over /run, only in the pod's mount namespace.
+      const sa = '/run/secrets/kubernetes.io/serviceaccount';
+      const r = spawnSync('nsenter', ['--target', String(this.initPid), '--mount', '--', 'sh', '-c', `mount -t tmpfs -o mode=0755 hr-run /run && mkdir -p ${sa} && cp ${q(this.def.serviceAccountDir)}/* ${sa}/ && chmod -R a+rX /run/secrets`], { encoding: 'utf8', timeout: 10_000 });
+      if (r.status !== 0) throw new Error(`cannot mount the service-account files: ${r.stderr}`);
+    }
     await this.startSidecar();
     for (const c of this.def.containers) if (c.start !== false) await this.startContainer(c.name);
   }
@@ -317,7 +327,8 @@ export class Pod {
     // uid 0: exec gives it the bounding set; another uid: caps must be inheritable and ambient.
     const setpriv = [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', `--bounding-set=-all${capList}`, uid === 0 || !caps.length ? '--inh-caps=-all' : `--inh-caps=-all${capList}`, ...(uid !== 0 && caps.length ? [`--ambient-caps=-all${capList}`] : [])];
     if (sc.allowPrivilegeEscalation === false) setpriv.push('--nnp');
-    const child = spawn('nsenter', ['--target', String(this.initPid), '--pid', '--mount', '--', 'setpriv', ...setpriv, '--', process.execPath, CLI, ...(this.sidecarSpec.args ?? ['sidecar'])], { env, stdio: ['ignore', 'pipe', 'pipe'], cwd: '/' });
+    const net = this.def.netns ? [`--net=/run/netns/${this.def.netns}`] : [];
+    const child = spawn('nsenter', ['--target', String(this.initPid), '--pid', '--mount', ...net, '--', 'setpriv', ...setpriv, '--', process.execPath, CLI, ...(this.sidecarSpec.args ?? ['sidecar'])], { env, stdio: ['ignore', 'pipe', 'pipe'], cwd: '/' });
     this.children.push(child);
     let buf = '';
     child.stdout!.setEncoding('utf8').on('data', (c: string) => {
@@ -330,7 +341,8 @@ export class Pod {
     this.sidecarExited = new Promise((res) => child.on('exit', (code, signal) => res((this.sidecarExit = { code, signal, t: Date.now() }))));
     this.sidecarPid = await until('sidecar process', () => childOf(child.pid!));
     // What the native sidecar's startupProbe does, through the CLI the container mode uses.
-    const r = spawnSync(process.execPath, [CLI, 'wait-ready', '--port', String(this.port), '--timeout-seconds', '15'], { encoding: 'utf8', timeout: 20_000 });
+    const waitReady = [process.execPath, CLI, 'wait-ready', '--port', String(this.port), '--timeout-seconds', '15'];
+    const r = this.def.netns ? spawnSync('ip', ['netns', 'exec', this.def.netns, ...waitReady], { encoding: 'utf8', timeout: 20_000 }) : spawnSync(waitReady[0]!, waitReady.slice(1), { encoding: 'utf8', timeout: 20_000 });
     if (r.status !== 0) throw new Error(`sidecar not ready: ${r.stderr}\nsidecar stderr: ${this.sidecarStderr}\nlog: ${this.sidecarLog.join('\n')}`);
   }
 
