@@ -59,6 +59,10 @@ test('native mode: first init container, restartPolicy Always, startupProbe on /
   assert.equal(spec.initContainers![1]!.name, 'init');
   assert.equal(spec.initContainers![0]!.restartPolicy, 'Always');
   assert.deepEqual(spec.initContainers![0]!.startupProbe?.httpGet, { path: '/readyz', port: 15901, scheme: 'HTTP' });
+  assert.equal(spec.initContainers![0]!.startupProbe?.periodSeconds, 1);
+  assert.equal(spec.initContainers![0]!.startupProbe?.timeoutSeconds, 1);
+  // A native sidecar's readiness gates the pod's Ready condition: no readinessProbe delays it.
+  assert.equal(spec.initContainers![0]!.readinessProbe, undefined);
   assert.equal(spec.shareProcessNamespace, true);
   const app = spec.containers[0]!;
   assert.deepEqual(app.lifecycle?.postStart, { httpGet: { path: '/v1/hooks/app/postStart', port: 15901, scheme: 'HTTP', httpHeaders: [{ name: HEADER_TOKEN, value: TOKEN }] } });
