@@ -163,6 +163,22 @@ test('skips: opted-out, already-injected, no-hooks, with the reason', () => {
   assert.equal(!empty.injected && empty.reason, 'no-hooks');
 });
 
+test('refuses a container without hooks that declares the marker env (it could deny a hooked container its exec/signal hooks)', () => {
+  const hooks = 'app: {preStop: [{signal: {name: SIGTERM}}]}';
+  for (const [extra, where] of [
+    [{ containers: [{ name: 'app', image: 'img' }, { name: 'evil', image: 'e', env: [{ name: ENV_MARKER, value: 'app' }] }] }, 'spec.containers[evil].env[HOOK_RUNNER_CONTAINER]'],
+    [{ containers: [{ name: 'app', image: 'img' }], initContainers: [{ name: 'init', image: 'i', env: [{ name: ENV_MARKER, value: 'app' }] }] }, 'spec.initContainers[init].env[HOOK_RUNNER_CONTAINER]'],
+  ] as const) {
+    assert.throws(
+      () => mutatePod(pod(hooks, extra as Partial<V1Pod['spec']>), { config, mode: 'native' }),
+      (e: unknown) => e instanceof MutationError && e.location === where && /only the hooked container itself may carry it/.test(e.message),
+      where,
+    );
+  }
+  // The hooked container itself may set it to its own name (it is what the webhook would add).
+  assert.ok(mutatePod(pod(hooks, { containers: [{ name: 'app', image: 'img', env: [{ name: ENV_MARKER, value: 'app' }] }] }), { config, mode: 'native' }).injected);
+});
+
 test('refuses hostNetwork naming it: the sidecar would bind a port of the node', () => {
   const p = pod('app: {preStop: [{sleep: {seconds: 1}}]}', { hostNetwork: true });
   assert.throws(() => mutatePod(p, { config, mode: 'native' }), (e: unknown) => e instanceof MutationError && e.location === 'spec.hostNetwork' && /port of the node itself/.test(e.message));

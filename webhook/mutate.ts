@@ -485,6 +485,25 @@ function checkSidecarFitsExec(sidecar: V1Container, spec: HookSpec, source: stri
   }
 }
 
+/**
+ * Only a hooked container may carry the marker env: the sidecar finds a container's processes by it,
+ * and refuses to act when two containers claim one name. A container that declares another's marker
+ * in its spec could deny that container its exec/signal hooks, so it is refused here, at admission.
+ */
+function checkMarkerOwners(spec: V1PodSpec, hooks: HookSpec): void {
+  for (const [list, field] of [[spec.initContainers ?? [], 'initContainers'], [spec.containers, 'containers']] as const) {
+    for (const c of list) {
+      if (field === 'containers' && hooksOf(hooks, c.name)) continue;
+      const marker = c.env?.find((e) => e.name === ENV_MARKER);
+      if (!marker) continue;
+      throw new MutationError(
+        `spec.${field}[${c.name}].env[${ENV_MARKER}]`,
+        `is set to ${JSON.stringify(marker.value ?? '')} in a container without hooks; hook-runner finds a hooked container's processes by this variable, and only the hooked container itself may carry it: remove it`,
+      );
+    }
+  }
+}
+
 function checkPodCanBeHooked(pod: V1Pod): void {
   const spec = pod.spec!;
   if (spec.hostNetwork) {
@@ -618,6 +637,7 @@ export function mutatePod(original: V1Pod, opts: MutateOptions): MutateResult {
   const { spec: hooks, warnings, unbounded } = collectHooks(original, opts.config);
   if (Object.keys(hooks).length === 0) return { injected: false, reason: 'no-hooks', pod: original, warnings };
   checkPodCanBeHooked(original);
+  checkMarkerOwners(original.spec, hooks);
   if (opts.podSecurity) checkPodSecurity(hooks, opts.podSecurity);
   const port = pickSidecarPort(original.spec, opts.config.sidecar.port);
   if (port === undefined) {
