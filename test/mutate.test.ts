@@ -219,7 +219,7 @@ test('admission: denial carries status 400 and the located message', () => {
   assert.equal(r.reason, 'invalid-hooks');
   assert.equal(res.allowed, false);
   assert.equal(res.status!.code, 400);
-  assert.equal(res.status!.message, 'hook-runner.dev/hooks: app.preStop[1].httpGet.port: must be 1-65535 or a named port of container app');
+  assert.equal(res.status!.message, 'hook-runner.dev/hooks: app.preStop[1].httpGet.port: must be 1-65535 or a named port of container app, got 0');
 });
 
 test('admission: non-pods, subresources, non-CREATE and re-invocations are allowed unchanged with a reason', () => {
