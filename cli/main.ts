@@ -9,13 +9,21 @@ const USAGE = `hook-runner: container lifecycle hooks with timeouts, retries, lo
 
 Usage:
   hook-runner webhook [--listen HOST:PORT] [--tls-cert-file F --tls-key-file F | --self-signed] [--config F]
-  hook-runner inject -f FILE|- [--config F] [-o yaml|json]
+  hook-runner inject -f FILE|DIR|- [-f ...] [-R] [--config F] [-o yaml|json] [--sidecar-mode M]
   hook-runner sidecar            (configured by environment; see the README)
   hook-runner wait-ready [--port N] [--timeout-seconds N]
   hook-runner version
+  hook-runner help [COMMAND]
 
-Run 'hook-runner <command> --help' for a command's options.
+Run 'hook-runner <command> --help' or 'hook-runner help <command>' for a command's options.
 `;
+
+const VERSION_HELP = `Usage: hook-runner version
+
+Prints the version of hook-runner (the webhook and the sidecar share it).
+`;
+
+const COMMANDS = ['webhook', 'inject', 'sidecar', 'wait-ready', 'version', 'help'];
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -30,17 +38,27 @@ async function main(argv: string[]): Promise<number> {
       return (await import('../sidecar/wait-ready.js')).runWaitReadyCli(rest);
     case 'version':
     case '--version':
+      if (rest.includes('--help') || rest.includes('-h')) {
+        process.stdout.write(VERSION_HELP);
+        return 0;
+      }
       process.stdout.write(`hook-runner ${packageVersion()}\n`);
       return 0;
-    case undefined:
     case 'help':
+      // `help inject` is `inject --help`, as git and kubectl do.
+      if (rest[0] !== undefined && rest[0] !== 'help' && !rest[0].startsWith('-')) return main([rest[0], '--help']);
+      process.stdout.write(USAGE);
+      return 0;
+    case undefined:
     case '--help':
     case '-h':
       process.stdout.write(USAGE);
       return cmd === undefined ? 2 : 0;
-    default:
-      process.stderr.write(`hook-runner: unknown command ${JSON.stringify(cmd)}\n\n${USAGE}`);
+    default: {
+      const near = COMMANDS.find((c) => c.startsWith(cmd) || cmd.startsWith(c));
+      process.stderr.write(`hook-runner: unknown command ${JSON.stringify(cmd)}${near ? `; did you mean ${near}?` : ''}\n\n${USAGE}`);
       return 2;
+    }
   }
 }
 

@@ -116,7 +116,7 @@ test('usage errors exit 2 with a hint; --help exits 0', () => {
 test('top-level help and unknown commands', () => {
   const help = run(['--help']);
   assert.equal(help.code, 0);
-  assert.match(help.stdout, /hook-runner inject -f FILE\|- \[--config F\] \[-o yaml\|json\]/);
+  assert.match(help.stdout, /hook-runner inject -f FILE\|DIR\|- \[-f \.\.\.\] \[-R\] \[--config F\] \[-o yaml\|json\]/);
   const unknown = run(['frobnicate']);
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /unknown command "frobnicate"/);
