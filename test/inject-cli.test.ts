@@ -233,22 +233,25 @@ test('YAML errors name the line, column and the line itself, in the manifest and
 });
 
 /** Strings YAML 1.1 (kubectl's go-yaml, PyYAML) reads as something else when written plain. */
+/** Keys are strings too: `yes:` is the key true in YAML 1.1, `<<:` a merge. */
+const KEY_TRAPS = { b: 'yes', yes: 'no', on: 'off', '<<': '=', '1:20': 'x' };
 const YAML11_TRAPS = ['yes', 'no', 'on', 'off', 'y', 'n', 'Y', 'N', 'True', 'true', 'NO', '1_000', '1:20', '0777', '0x1F', '0b101', '0o17', '1e3', '+12', '.5', '.inf', '-.inf', '.nan', '~', 'null', 'Null', '', '2001-12-14', '2001-12-14 21:59:43.10 -5', '=', '<<', 'nginx', '10m', 'on-call'];
 
 test('-o yaml quotes every string a YAML 1.1 reader would misread: the yaml package in 1.1 mode reads back the same strings', () => {
   const labels = Object.fromEntries(YAML11_TRAPS.map((v, i) => [`l${i}`, v]));
   const data = Object.fromEntries(YAML11_TRAPS.map((v) => [v === '' ? 'empty' : `k-${v}`, v]));
-  const input = JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c', labels }, data: { ...data, b: 'yes' } });
+  const input = JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c', labels }, data: { ...data, ...KEY_TRAPS } });
   const hooked = pod('p', SLEEP, { labels });
   const r = run(['inject', '-f', '-'], `${input}\n---\n${hooked}`);
   assert.equal(r.code, 0, r.stderr);
   for (const version of ['1.1', '1.2'] as const) {
     const docs = r.stdout.split(/^---$/m).map((t) => parse(t, { version }) as { metadata: { labels: Record<string, string> }; data?: Record<string, string> });
     assert.deepEqual(docs[0]!.metadata.labels, labels, `YAML ${version}: ConfigMap labels`);
-    assert.deepEqual(docs[0]!.data, { ...data, b: 'yes' }, `YAML ${version}: ConfigMap data`);
+    assert.deepEqual(docs[0]!.data, { ...data, ...KEY_TRAPS }, `YAML ${version}: ConfigMap data`);
     assert.deepEqual(docs[1]!.metadata.labels, labels, `YAML ${version}: injected Pod labels`);
   }
   assert.match(r.stdout, /^ {2}b: "yes"$/m);
+  assert.match(r.stdout, /^ {2}"yes": "no"$/m);
 });
 
 test('-o yaml round-trips through PyYAML, a YAML 1.1 reader like kubectl\'s', (t) => {
@@ -258,14 +261,14 @@ test('-o yaml round-trips through PyYAML, a YAML 1.1 reader like kubectl\'s', (t
     return;
   }
   const labels = Object.fromEntries(YAML11_TRAPS.map((v, i) => [`l${i}`, v]));
-  const input = `${JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c', labels }, data: { b: 'yes', ...labels } })}\n---\n${pod('p', SLEEP, { labels })}`;
+  const input = `${JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c', labels }, data: { ...KEY_TRAPS, ...labels } })}\n---\n${pod('p', SLEEP, { labels })}`;
   const r = run(['inject', '-f', '-'], input);
   assert.equal(r.code, 0, r.stderr);
   const py = spawnSync('python3', ['-c', 'import sys, json, yaml; print(json.dumps(list(yaml.safe_load_all(sys.stdin))))'], { input: r.stdout, encoding: 'utf8', timeout: 20_000 });
   assert.equal(py.status, 0, py.stderr);
   const docs = JSON.parse(py.stdout) as Array<{ metadata: { labels: Record<string, string> }; data?: Record<string, string> }>;
   assert.deepEqual(docs[0]!.metadata.labels, labels);
-  assert.deepEqual(docs[0]!.data, { b: 'yes', ...labels });
+  assert.deepEqual(docs[0]!.data, { ...KEY_TRAPS, ...labels });
   assert.deepEqual(docs[1]!.metadata.labels, labels);
   const injectedPod = docs[1] as unknown as { metadata: { annotations: Record<string, string> } };
   assert.equal(injectedPod.metadata.annotations['hook-runner.dev/hooks'], SLEEP, 'the hooks annotation reads back as written');
