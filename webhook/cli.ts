@@ -56,7 +56,8 @@ Options:
   -h, --help                        this text
 
 Signals: SIGTERM, SIGINT stop gracefully (exit 0); SIGHUP re-reads the TLS files now.
-Logs: JSON lines on stdout; LOG_LEVEL sets the level (info).
+Logs: JSON lines on stdout; LOG_LEVEL sets the level (info). When stdout is a terminal, the
+webhook also prints, once listening, plain lines saying how to try it.
 Exit status: 0 after a clean stop; 1 when the config or TLS files cannot be loaded or the address
 cannot be bound; 2 on a usage error.
 `;
