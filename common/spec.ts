@@ -107,11 +107,17 @@ export interface SpecProblem {
  * readable; {@link HookSpecError.errors} keeps them all.
  */
 export const MAX_REPORTED_PROBLEMS = 20;
+/**
+ * Checking stops at this many problems: a hostile 64 KiB annotation (thousands of unknown keys)
+ * must not buy a second of CPU per admission request.
+ */
+export const MAX_COLLECTED_PROBLEMS = 100;
 
 /**
  * A validation error with the exact location in the annotation, e.g. `app.preStop[1].httpGet.port`.
- * `errors` lists every problem found (kubectl's validation lists them all); `location` and
- * `detail` are the first one's, and the message joins them all, bounded.
+ * `errors` lists every problem found (kubectl's validation lists them all; checking stops at
+ * {@link MAX_COLLECTED_PROBLEMS}, and then `complete` is false); `location` and `detail` are the
+ * first one's, and the message joins them all, bounded.
  */
 export class HookSpecError extends Error {
   readonly errors: readonly SpecProblem[];
@@ -120,9 +126,10 @@ export class HookSpecError extends Error {
     readonly detail: string,
     readonly source: string = ANNOTATION_HOOKS,
     errors?: readonly SpecProblem[],
+    readonly complete = true,
   ) {
     const all = errors && errors.length > 0 ? errors : [{ path: location, message: detail }];
-    super(formatProblems(source, all));
+    super(formatProblems(source, all, complete));
     this.name = 'HookSpecError';
     this.errors = all;
   }
@@ -132,12 +139,16 @@ function problemText(p: SpecProblem): string {
   return `${p.path ? `${p.path}: ` : ''}${p.message}`;
 }
 
-/** `SOURCE: PATH: MESSAGE` for one problem; `SOURCE: N errors: (1) ...; (2) ...` for several. */
-export function formatProblems(source: string, problems: readonly SpecProblem[]): string {
-  if (problems.length === 1) return `${source}: ${problemText(problems[0]!)}`;
+/**
+ * `SOURCE: PATH: MESSAGE` for one problem; `SOURCE: N errors: (1) ...; (2) ...` for several, at
+ * most {@link MAX_REPORTED_PROBLEMS} spelled out. `complete` false: checking stopped early.
+ */
+export function formatProblems(source: string, problems: readonly SpecProblem[], complete = true): string {
+  if (problems.length === 1 && complete) return `${source}: ${problemText(problems[0]!)}`;
   const shown = problems.slice(0, MAX_REPORTED_PROBLEMS).map((p, i) => `(${i + 1}) ${problemText(p)}`);
   const more = problems.length - shown.length;
-  return `${source}: ${problems.length} errors: ${shown.join('; ')}${more > 0 ? `; and ${more} more` : ''}`;
+  const count = complete ? `${problems.length} errors` : `${problems.length} errors (checking stopped there)`;
+  return `${source}: ${count}: ${shown.join('; ')}${more > 0 ? `; and ${more} more` : ''}`;
 }
 
 export function handlerKind(h: HandlerSpec): HandlerKind {
@@ -245,6 +256,8 @@ function join(path: string, key: string | number): string {
 
 /** Thrown by Validator.fail to abandon the value being checked; the nearest guard catches it. */
 const INVALID = Symbol('invalid');
+/** Thrown once MAX_COLLECTED_PROBLEMS are found: no guard catches it, checking ends. */
+const STOP = Symbol('stop');
 
 /**
  * Collects every problem rather than stopping at the first: `fail` records one and abandons the
@@ -261,7 +274,9 @@ class Validator {
 
   report(path: string, detail: string): void {
     const covered = this.errors.some((e) => e.path === '' || path === e.path || path.startsWith(`${e.path}.`) || path.startsWith(`${e.path}[`));
-    if (!covered) this.errors.push({ path, message: detail });
+    if (covered) return;
+    this.errors.push({ path, message: detail });
+    if (this.errors.length >= MAX_COLLECTED_PROBLEMS) throw STOP;
   }
 
   fail(path: string, detail: string): never {
@@ -281,9 +296,16 @@ class Validator {
 
   /** The checked value, or a {@link HookSpecError} listing every problem found. */
   result<T>(check: () => T): T {
-    const value = this.guard(undefined, check);
+    let value: T | undefined;
+    let complete = true;
+    try {
+      value = this.guard(undefined, check);
+    } catch (e) {
+      if (e !== STOP) throw e;
+      complete = false;
+    }
     const first = this.errors[0];
-    if (first || value === undefined) throw new HookSpecError(first?.path ?? '', first?.message ?? 'is invalid', this.source, this.errors);
+    if (first || value === undefined) throw new HookSpecError(first?.path ?? '', first?.message ?? 'is invalid', this.source, this.errors, complete);
     return value;
   }
 

@@ -37,7 +37,7 @@ function assertLocated(e: unknown, source = ANNOTATION_HOOKS): void {
   // Every problem is listed; location and detail are the first one's.
   assert.ok(e.errors.length > 0);
   assert.deepEqual(e.errors[0], { path: e.location, message: e.detail });
-  assert.equal(e.message, formatProblems(e.source, e.errors));
+  assert.equal(e.message, formatProblems(e.source, e.errors, e.complete));
   if (e.errors.length === 1) assert.equal(e.message, `${e.source}: ${e.location ? `${e.location}: ` : ''}${e.detail}`);
   assert.ok(e.source === source || e.source.startsWith('spec.containers['), `source ${e.source}`);
   assert.ok(e.errors.every((p) => p.message.length > 0));

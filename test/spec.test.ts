@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { V1Container } from '@kubernetes/client-node';
-import { HookSpecError, normaliseHooks, parseSpecJson, HANDLER_KINDS, type ParseContext } from '../common/spec.js';
+import { HookSpecError, MAX_COLLECTED_PROBLEMS, normaliseHooks, parseSpecJson, HANDLER_KINDS, type ParseContext } from '../common/spec.js';
 import { parseHooksText } from '../webhook/hooks-text.js';
 import { checkPreStopBudget, preStopDeadlineMs, worstCaseSeconds } from '../common/budget.js';
 
@@ -111,6 +111,22 @@ test('the message is bounded: 20 errors spelled out, then how many more; errors 
   assert.match(err.message, /^hook-runner\.dev\/hooks: 25 errors: \(1\) app\.preStop\[0\]\.sleep\.seconds: must be 0 or more, got -1; /);
   assert.match(err.message, /\(20\) app\.preStop\[19\]\.sleep\.seconds: must be 0 or more, got -20; and 5 more$/);
   assert.ok(!err.message.includes('(21)'));
+});
+
+test('checking stops at 100 problems: thousands of unknown keys in 64 KiB cost no more than that', () => {
+  const keys = Array.from({ length: 3000 }, (_, i) => `timeoutSecond${i}: 1`).join(', ');
+  const err = (() => {
+    try {
+      parse(`app: {preStop: [{sleep: {seconds: 1}, ${keys}}]}`);
+    } catch (e) {
+      return e as HookSpecError;
+    }
+    assert.fail('expected a rejection');
+  })();
+  assert.equal(err.errors.length, MAX_COLLECTED_PROBLEMS);
+  assert.equal(err.complete, false);
+  assert.match(err.message, /^hook-runner\.dev\/hooks: 100 errors \(checking stopped there\): \(1\) app\.preStop\[0\]\.timeoutSecond0: unknown field; /);
+  assert.match(err.message, /; and 80 more$/);
 });
 
 test('validation: a handler kind the config does not allow is refused with the allowed list', () => {
