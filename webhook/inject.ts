@@ -192,10 +192,14 @@ function readsAs(s: string, version: '1.1' | '1.2'): unknown {
 /**
  * True for a string that a YAML 1.1 reader (kubectl's go-yaml, PyYAML) or a YAML 1.2 reader would
  * not read back as that string if written plain: `yes`, `on`, `y`, `0777`, `1_000`, `1:20`,
- * `2001-12-14`, `0o17`, `~`, `<<`... Every such scalar starts with one of the characters below.
+ * `2001-12-14`, `0o17`, `~`, `<<`... Every such scalar starts with one of the characters below
+ * and has none of YAML's flow or comment characters.
  */
 export function plainIsAmbiguous(s: string): boolean {
   if (s === '' || s.includes('\n') || !/^[-+.0-9~=<nNyYtTfFoO]/.test(s)) return false;
+  // No boolean, number, date or null contains these; skipping them also keeps flow collections,
+  // aliases and anchors (nesting and alias bombs hidden in a string) away from the parser.
+  if (/[[\]{},#&*!|>'"%@`]|: /.test(s)) return false;
   return YAML11_SPECIAL.has(s) || readsAs(s, '1.1') !== s || readsAs(s, '1.2') !== s;
 }
 
