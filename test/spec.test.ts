@@ -113,6 +113,19 @@ test('the message is bounded: 20 errors spelled out, then how many more; errors 
   assert.ok(!err.message.includes('(21)'));
 });
 
+test('an admission denial lists every problem, bounded, with no change to the admission code', async () => {
+  const { reviewAdmission } = await import('../webhook/admission.js');
+  const { defaultConfig } = await import('../webhook/config.js');
+  const items = Array.from({ length: 25 }, (_, i) => `{sleep: {seconds: -${i + 1}}}`).join(', ');
+  const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', annotations: { 'hook-runner.dev/hooks': `app: {preStop: [${items}]}` } }, spec: { containers: [{ name: 'app', image: 'x' }] } };
+  const body = { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u', kind: { group: '', version: 'v1', kind: 'Pod' }, resource: { group: '', version: 'v1', resource: 'pods' }, operation: 'CREATE', namespace: 'd', object: pod } };
+  const r = reviewAdmission(body, { config: defaultConfig('test'), mode: 'native' });
+  assert.equal(r.outcome, 'denied');
+  const message = (r.review as { response: { status: { message: string } } }).response.status.message;
+  assert.match(message, /^hook-runner\.dev\/hooks: 25 errors: \(1\) app\.preStop\[0\]\.sleep\.seconds: must be 0 or more, got -1; \(2\) app\.preStop\[1\]/);
+  assert.match(message, /\(20\) app\.preStop\[19\]\.sleep\.seconds: must be 0 or more, got -20; and 5 more$/);
+});
+
 test('checking stops at 100 problems: thousands of unknown keys in 64 KiB cost no more than that', () => {
   const keys = Array.from({ length: 3000 }, (_, i) => `timeoutSecond${i}: 1`).join(', ');
   const err = (() => {
