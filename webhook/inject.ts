@@ -118,6 +118,8 @@ function injectObject(doc: unknown, opts: MutateOptions, label: string, problems
     return { doc: out, warnings: r.warnings, injected: true, reports: [reportOf(doc, 'injected')] };
   } catch (e) {
     if (!(e instanceof HookSpecError || e instanceof MutationError)) throw e;
+    // Recorded, and the other documents still checked; injectDocuments then throws with them all,
+    // so this placeholder result is never written out.
     problems.push(...problemLines(label, e));
     return unchanged('not-a-pod-template');
   }
