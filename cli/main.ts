@@ -7,16 +7,19 @@ const USAGE = `hook-runner: container lifecycle hooks with timeouts, retries, lo
 
 Usage:
   hook-runner webhook [--listen HOST:PORT] [--tls-cert-file F --tls-key-file F | --self-signed] [--config F]
-  hook-runner inject -f FILE|- [--config F] [-o yaml|json]
+  hook-runner inject -f FILE|DIR|- [-f ...] [-R] [--config F] [-o yaml|json] [--sidecar-mode M]
   hook-runner uninject -f FILE|- [-o yaml|json]
   hook-runner explain -f FILE|- | pod NAME [-n NS] [--config F] [-o text|json|yaml]
   hook-runner check [--kubeconfig F] [--context C] [-o text|json|yaml]
   hook-runner sidecar            (configured by environment; see the README)
   hook-runner wait-ready [--port N] [--timeout-seconds N]
   hook-runner version [-o json|yaml]
+  hook-runner help [COMMAND]
 
-Run 'hook-runner <command> --help' for a command's options.
+Run 'hook-runner <command> --help' or 'hook-runner help <command>' for a command's options.
 `;
+
+const COMMANDS = ['webhook', 'inject', 'uninject', 'explain', 'check', 'sidecar', 'wait-ready', 'version', 'help'];
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -38,15 +41,21 @@ async function main(argv: string[]): Promise<number> {
     case 'version':
     case '--version':
       return (await import('./version.js')).runVersionCli(rest);
-    case undefined:
     case 'help':
+      // `help inject` is `inject --help`, as git and kubectl do.
+      if (rest[0] !== undefined && rest[0] !== 'help' && !rest[0].startsWith('-')) return main([rest[0], '--help']);
+      process.stdout.write(USAGE);
+      return 0;
+    case undefined:
     case '--help':
     case '-h':
       process.stdout.write(USAGE);
       return cmd === undefined ? 2 : 0;
-    default:
-      process.stderr.write(`hook-runner: unknown command ${JSON.stringify(cmd)}\n\n${USAGE}`);
+    default: {
+      const near = COMMANDS.find((c) => c.startsWith(cmd) || cmd.startsWith(c));
+      process.stderr.write(`hook-runner: unknown command ${JSON.stringify(cmd)}${near ? `; did you mean ${near}?` : ''}\n\n${USAGE}`);
       return 2;
+    }
   }
 }
 

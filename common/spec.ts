@@ -96,16 +96,59 @@ export function hostAllowed(host: string, allowed: readonly string[]): boolean {
 export const MAX_RETRIES = 20;
 export const MAX_SECONDS = 24 * 3600;
 
-/** A validation error with the exact location in the annotation, e.g. `app.preStop[1].httpGet.port`. */
+/** One problem found in a hooks annotation: where (`app.preStop[1].httpGet.port`) and what. */
+export interface SpecProblem {
+  path: string;
+  message: string;
+}
+
+/**
+ * At most this many problems are spelled out in an error's message, so an admission denial stays
+ * readable; {@link HookSpecError.errors} keeps them all.
+ */
+export const MAX_REPORTED_PROBLEMS = 20;
+/**
+ * Checking stops at this many problems: a hostile 64 KiB annotation (thousands of unknown keys)
+ * must not buy a second of CPU per admission request.
+ */
+export const MAX_COLLECTED_PROBLEMS = 100;
+
+/**
+ * A validation error with the exact location in the annotation, e.g. `app.preStop[1].httpGet.port`.
+ * `errors` lists every problem found (kubectl's validation lists them all; checking stops at
+ * {@link MAX_COLLECTED_PROBLEMS}, and then `complete` is false); `location` and `detail` are the
+ * first one's, and the message joins them all, bounded.
+ */
 export class HookSpecError extends Error {
+  readonly errors: readonly SpecProblem[];
   constructor(
     readonly location: string,
     readonly detail: string,
     readonly source: string = ANNOTATION_HOOKS,
+    errors?: readonly SpecProblem[],
+    readonly complete = true,
   ) {
-    super(`${source}: ${location ? `${location}: ` : ''}${detail}`);
+    const all = errors && errors.length > 0 ? errors : [{ path: location, message: detail }];
+    super(formatProblems(source, all, complete));
     this.name = 'HookSpecError';
+    this.errors = all;
   }
+}
+
+function problemText(p: SpecProblem): string {
+  return `${p.path ? `${p.path}: ` : ''}${p.message}`;
+}
+
+/**
+ * `SOURCE: PATH: MESSAGE` for one problem; `SOURCE: N errors: (1) ...; (2) ...` for several, at
+ * most {@link MAX_REPORTED_PROBLEMS} spelled out. `complete` false: checking stopped early.
+ */
+export function formatProblems(source: string, problems: readonly SpecProblem[], complete = true): string {
+  if (problems.length === 1 && complete) return `${source}: ${problemText(problems[0]!)}`;
+  const shown = problems.slice(0, MAX_REPORTED_PROBLEMS).map((p, i) => `(${i + 1}) ${problemText(p)}`);
+  const more = problems.length - shown.length;
+  const count = complete ? `${problems.length} errors` : `${problems.length} errors (checking stopped there)`;
+  return `${source}: ${count}: ${shown.join('; ')}${more > 0 ? `; and ${more} more` : ''}`;
 }
 
 export function handlerKind(h: HandlerSpec): HandlerKind {
@@ -140,12 +183,70 @@ export function isObj(v: unknown): v is Obj {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** What a value is, with a bounded preview of it: error messages name the value they got. */
 function describe(v: unknown): string {
+  if (v === undefined) return 'nothing (the field is missing)';
   if (v === null) return 'null';
-  if (Array.isArray(v)) return 'a list';
+  if (Array.isArray(v)) return v.length === 0 ? 'an empty list []' : `a list ${preview(v)}`;
   if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`;
-  if (typeof v === 'object') return 'a map';
+  if (typeof v === 'object') return Object.keys(v).length === 0 ? 'an empty map {}' : `a map ${preview(v)}`;
   return `${typeof v} ${String(v)}`;
+}
+
+/** Flow-style preview, two levels and four entries deep at most (the value may nest 60k deep). */
+function preview(v: unknown, depth = 0): string {
+  if (Array.isArray(v)) {
+    if (depth >= 2) return v.length > 0 ? '[…]' : '[]';
+    return `[${v.slice(0, 4).map((x) => preview(x, depth + 1)).join(', ')}${v.length > 4 ? ', …' : ''}]`;
+  }
+  if (isObj(v)) {
+    const keys = Object.keys(v);
+    if (depth >= 2) return keys.length > 0 ? '{…}' : '{}';
+    return `{${keys.slice(0, 4).map((k) => `${k}: ${preview(v[k], depth + 1)}`).join(', ')}${keys.length > 4 ? ', …' : ''}}`;
+  }
+  if (typeof v === 'string') return JSON.stringify(v.length > 20 ? `${v.slice(0, 20)}…` : v);
+  return String(v);
+}
+
+/** Edit distance (insert, delete, substitute, swap two neighbours), case-insensitive. */
+function editDistance(a: string, b: string): number {
+  const x = a.toLowerCase();
+  const y = b.toLowerCase();
+  const d: number[][] = Array.from({ length: x.length + 1 }, (_, i) => Array.from({ length: y.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= x.length; i++) {
+    for (let j = 1; j <= y.length; j++) {
+      const cost = x[i - 1] === y[j - 1] ? 0 : 1;
+      let best = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && x[i - 1] === y[j - 2] && x[i - 2] === y[j - 1]) best = Math.min(best, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = best;
+    }
+  }
+  return d[x.length]![y.length]!;
+}
+
+/**
+ * The candidate a typo most likely meant (`timeoutSecond` → `timeoutSeconds`, `httpget` →
+ * `httpGet`), or undefined when none is close: at most 1 edit for names of up to 4 letters, 2 up
+ * to 6, 3 beyond.
+ */
+export function closestName(input: string, candidates: readonly string[]): string | undefined {
+  if (input.length > 64) return undefined;
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const c of candidates) {
+    const dist = editDistance(input, c);
+    const limit = c.length <= 4 ? 1 : c.length <= 6 ? 2 : 3;
+    if (dist <= limit && dist < bestDistance) {
+      best = c;
+      bestDistance = dist;
+    }
+  }
+  return best;
+}
+
+function didYouMean(input: string, candidates: readonly string[]): string {
+  const s = closestName(input, candidates);
+  return s === undefined ? '' : ` did you mean ${s}?`;
 }
 
 function join(path: string, key: string | number): string {
@@ -153,8 +254,20 @@ function join(path: string, key: string | number): string {
   return path ? `${path}.${key}` : key;
 }
 
+/** Thrown by Validator.fail to abandon the value being checked; the nearest guard catches it. */
+const INVALID = Symbol('invalid');
+/** Thrown once MAX_COLLECTED_PROBLEMS are found: no guard catches it, checking ends. */
+const STOP = Symbol('stop');
+
+/**
+ * Collects every problem rather than stopping at the first: `fail` records one and abandons the
+ * value at hand, and each field, handler and container is checked under a `guard` that goes on
+ * with a placeholder. A placeholder never adds errors of its own: a problem at or under a path
+ * already reported is dropped.
+ */
 class Validator {
   private readonly source: string;
+  readonly errors: SpecProblem[] = [];
   constructor(private readonly ctx: ParseContext) {
     this.source = ctx.source ?? ANNOTATION_HOOKS;
   }
@@ -184,54 +297,106 @@ class Validator {
     return m;
   }
 
+  report(path: string, detail: string): void {
+    const covered = this.errors.some((e) => e.path === '' || path === e.path || path.startsWith(`${e.path}.`) || path.startsWith(`${e.path}[`));
+    if (covered) return;
+    this.errors.push({ path, message: detail });
+    if (this.errors.length >= MAX_COLLECTED_PROBLEMS) throw STOP;
+  }
+
   fail(path: string, detail: string): never {
-    throw new HookSpecError(path, detail, this.source);
+    this.report(path, detail);
+    throw INVALID;
+  }
+
+  /** Runs one check; when it fails, returns `fallback` so that the checks after it still run. */
+  guard<T>(fallback: T, check: () => T): T {
+    try {
+      return check();
+    } catch (e) {
+      if (e === INVALID) return fallback;
+      throw e;
+    }
+  }
+
+  /** The checked value, or a {@link HookSpecError} listing every problem found. */
+  result<T>(check: () => T): T {
+    let value: T | undefined;
+    let complete = true;
+    try {
+      value = this.guard(undefined, check);
+    } catch (e) {
+      if (e !== STOP) throw e;
+      complete = false;
+    }
+    const first = this.errors[0];
+    if (first || value === undefined) throw new HookSpecError(first?.path ?? '', first?.message ?? 'is invalid', this.source, this.errors, complete);
+    return value;
   }
 
   fields(path: string, o: Obj, allowed: readonly string[]): void {
     for (const k of Object.keys(o)) {
-      if (!allowed.includes(k)) this.fail(join(path, k), `unknown field; expected one of ${allowed.join(', ')}`);
+      if (!allowed.includes(k)) this.report(join(path, k), `unknown field;${didYouMean(k, allowed)} expected one of ${allowed.join(', ')}`);
     }
   }
 
   obj(path: string, v: unknown): Obj {
-    if (!isObj(v)) this.fail(path, `must be a map, got ${describe(v)}`);
-    return v;
+    return this.guard({}, () => {
+      if (!isObj(v)) this.fail(path, `must be a map, got ${describe(v)}`);
+      return v;
+    });
   }
 
   str(path: string, v: unknown, { nonEmpty = true } = {}): string {
-    if (typeof v !== 'string') this.fail(path, `must be a string, got ${describe(v)}`);
-    if (nonEmpty && v.length === 0) this.fail(path, 'must not be empty');
-    return v;
+    return this.guard('', () => {
+      if (typeof v !== 'string') this.fail(path, `must be a string, got ${describe(v)}`);
+      if (nonEmpty && v.length === 0) this.fail(path, 'must not be empty');
+      return v;
+    });
   }
 
   seconds(path: string, v: unknown, { positive }: { positive: boolean }): number {
-    if (typeof v !== 'number' || !Number.isFinite(v)) this.fail(path, `must be a number of seconds, got ${describe(v)}`);
-    if (positive ? v <= 0 : v < 0) this.fail(path, `must be ${positive ? 'greater than 0' : '0 or more'}, got ${v}`);
-    if (v > MAX_SECONDS) this.fail(path, `must be at most ${MAX_SECONDS} (24 h), got ${v}`);
-    return v;
+    return this.guard(0, () => {
+      if (typeof v !== 'number' || !Number.isFinite(v)) this.fail(path, `must be a number of seconds, got ${describe(v)}`);
+      if (positive ? v <= 0 : v < 0) this.fail(path, `must be ${positive ? 'greater than 0' : '0 or more'}, got ${v}`);
+      if (v > MAX_SECONDS) this.fail(path, `must be at most ${MAX_SECONDS} (24 h), got ${v}`);
+      return v;
+    });
   }
 
   bool(path: string, v: unknown): boolean {
-    if (typeof v !== 'boolean') this.fail(path, `must be true or false, got ${describe(v)}`);
-    return v;
+    return this.guard(false, () => {
+      if (typeof v !== 'boolean') this.fail(path, `must be true or false, got ${describe(v)}`);
+      return v;
+    });
   }
 
   port(path: string, v: unknown, container: string): number {
-    const hint = this.ctx.containers ? `must be 1-65535 or a named port of container ${container}` : 'must be a port number 1-65535';
-    if (typeof v === 'number') {
-      if (!Number.isInteger(v) || v < 1 || v > 65535) this.fail(path, hint);
-      return v;
-    }
-    if (typeof v === 'string' && this.ctx.containers) {
-      if (/^[0-9]+$/.test(v)) return this.port(path, Number(v), container);
-      const p = this.namedPorts(container).get(v);
-      if (p !== undefined) return p;
-    }
-    return this.fail(path, hint);
+    return this.guard(0, () => {
+      const hint = this.ctx.containers ? `must be 1-65535 or a named port of container ${container}` : 'must be a port number 1-65535';
+      if (typeof v === 'number') {
+        if (!Number.isInteger(v) || v < 1 || v > 65535) this.fail(path, `${hint}, got ${v}`);
+        return v;
+      }
+      if (typeof v === 'string' && this.ctx.containers) {
+        if (/^[0-9]+$/.test(v)) return this.port(path, Number(v), container);
+        const ports = this.namedPorts(container);
+        const p = ports.get(v);
+        if (p !== undefined) return p;
+        // Bounded: a container may name thousands of ports within the API server's 3 MiB.
+        const names = [...ports.keys()].slice(0, 20);
+        const known = names.length > 0 ? `its named ports are ${names.join(', ')}${didYouMean(v, names) ? `;${didYouMean(v, names)}` : ''}` : 'it names no ports';
+        return this.fail(path, `${hint}, got ${describe(v)}; ${known}`);
+      }
+      return this.fail(path, `${hint}, got ${describe(v)}`);
+    });
   }
 
   host(path: string, v: unknown): string {
+    return this.guard(DEFAULT_HOST, () => this.checkHost(path, v));
+  }
+
+  private checkHost(path: string, v: unknown): string {
     if (v === undefined) return DEFAULT_HOST;
     const h = this.str(path, v);
     if (/[\s/?#@]/.test(h)) this.fail(path, `must be a host name or IP address, got ${JSON.stringify(h)}`);
@@ -243,20 +408,28 @@ class Validator {
   }
 
   scheme(path: string, v: unknown): Scheme {
-    if (v === undefined) return 'HTTP';
-    if (v !== 'HTTP' && v !== 'HTTPS') this.fail(path, `must be HTTP or HTTPS, got ${describe(v)}`);
-    return v;
+    return this.guard('HTTP', () => {
+      if (v === undefined) return 'HTTP';
+      if (v !== 'HTTP' && v !== 'HTTPS') this.fail(path, `must be HTTP or HTTPS, got ${describe(v)}`);
+      return v;
+    });
   }
 
   httpPath(path: string, v: unknown): string {
-    if (v === undefined) return '/';
-    const p = this.str(path, v);
-    if (!p.startsWith('/')) this.fail(path, `must start with "/", got ${JSON.stringify(p)}`);
-    if (/[\s]/.test(p)) this.fail(path, 'must not contain whitespace');
-    return p;
+    return this.guard('/', () => {
+      if (v === undefined) return '/';
+      const p = this.str(path, v);
+      if (!p.startsWith('/')) this.fail(path, `must start with "/", got ${JSON.stringify(p)}`);
+      if (/[\s]/.test(p)) this.fail(path, `must not contain whitespace, got ${JSON.stringify(p)}`);
+      return p;
+    });
   }
 
   headers(path: string, v: unknown): Header[] {
+    return this.guard([], () => this.checkHeaders(path, v));
+  }
+
+  private checkHeaders(path: string, v: unknown): Header[] {
     if (v === undefined || v === null) return [];
     // Accept the native list form and, for `http`, a plain map of name to value.
     const list: unknown[] = Array.isArray(v)
@@ -277,6 +450,10 @@ class Validator {
   }
 
   action(path: string, kind: HandlerKind, v: unknown, container: string): unknown {
+    return this.guard({}, () => this.checkAction(path, kind, v, container));
+  }
+
+  private checkAction(path: string, kind: HandlerKind, v: unknown, container: string): unknown {
     const o = this.obj(path, v);
     switch (kind) {
       case 'exec': {
@@ -345,22 +522,22 @@ class Validator {
     const kinds = HANDLER_KINDS.filter((k) => k in o);
     if (kinds.length === 0) {
       const unknown = Object.keys(o).find((k) => !common.includes(k));
-      if (unknown) this.fail(join(path, unknown), `unknown handler kind; expected exactly one of ${HANDLER_KINDS.join(', ')}`);
+      if (unknown) this.fail(join(path, unknown), `unknown handler kind;${didYouMean(unknown, HANDLER_KINDS)} expected exactly one of ${HANDLER_KINDS.join(', ')}`);
       this.fail(path, `has no handler; expected exactly one of ${HANDLER_KINDS.join(', ')}`);
     }
     if (kinds.length > 1) this.fail(path, `has ${kinds.join(' and ')}; an item takes exactly one handler kind`);
     const kind = kinds[0] as HandlerKind;
     this.fields(path, o, [kind, ...common]);
     if (!this.ctx.allowedHandlers.includes(kind)) {
-      this.fail(join(path, kind), `handler kind ${kind} is not allowed by this cluster's hook-runner configuration (allowed: ${this.ctx.allowedHandlers.join(', ') || 'none'})`);
+      this.report(join(path, kind), `handler kind ${kind} is not allowed by this cluster's hook-runner configuration (allowed: ${this.ctx.allowedHandlers.join(', ') || 'none'})`);
     }
-    let retries = 0;
-    if (o.retries !== undefined) {
+    const retries = this.guard(0, () => {
+      if (o.retries === undefined) return 0;
       if (typeof o.retries !== 'number' || !Number.isInteger(o.retries) || o.retries < 0 || o.retries > MAX_RETRIES) {
         this.fail(join(path, 'retries'), `must be a whole number 0-${MAX_RETRIES}, got ${describe(o.retries)}`);
       }
-      retries = o.retries;
-    }
+      return o.retries;
+    });
     return {
       [kind]: this.action(join(path, kind), kind, o[kind], container),
       timeoutSeconds: o.timeoutSeconds === undefined ? defaultTimeoutSeconds(kind, o[kind], this.ctx.defaults) : this.seconds(join(path, 'timeoutSeconds'), o.timeoutSeconds, { positive: true }),
@@ -373,20 +550,20 @@ class Validator {
   phase(path: string, v: unknown, container: string): HandlerSpec[] {
     if (v === undefined || v === null) return [];
     if (!Array.isArray(v)) this.fail(path, `must be a list of handlers, got ${describe(v)}`);
-    return v.map((item, i) => this.handler(join(path, i), item, container));
+    return v.flatMap((item, i) => this.guard([], () => [this.handler(join(path, i), item, container)]));
   }
 
   containerHooks(name: string, v: unknown): ContainerHooks {
     if (this.ctx.containers && !this.containerNames().has(name)) {
       const names = this.ctx.containers.map((c) => c.name).join(', ');
-      this.fail(name, `no such container in this pod (containers: ${names}); hooks apply to regular containers only`);
+      this.fail(name, `no such container in this pod (containers: ${names});${didYouMean(name, this.ctx.containers.map((c) => c.name))} hooks apply to regular containers only`);
     }
     const o = this.obj(name, v ?? {});
     this.fields(name, o, ['shutdownSeconds', ...PHASES]);
     return {
       shutdownSeconds: o.shutdownSeconds === undefined ? this.ctx.defaults.shutdownSeconds : this.seconds(join(name, 'shutdownSeconds'), o.shutdownSeconds, { positive: false }),
-      postStart: this.phase(join(name, 'postStart'), o.postStart, name),
-      preStop: this.phase(join(name, 'preStop'), o.preStop, name),
+      postStart: this.guard([], () => this.phase(join(name, 'postStart'), o.postStart, name)),
+      preStop: this.guard([], () => this.phase(join(name, 'preStop'), o.preStop, name)),
     };
   }
 
@@ -394,7 +571,7 @@ class Validator {
     if (v === null || v === undefined) return {};
     if (!isObj(v)) this.fail('', `must be a map of container name to hooks, got ${describe(v)}`);
     const out: HookSpec = {};
-    for (const [name, hooks] of Object.entries(v)) setHooks(out, name, this.containerHooks(name, hooks));
+    for (const [name, hooks] of Object.entries(v)) this.guard(undefined, () => setHooks(out, name, this.containerHooks(name, hooks)));
     return out;
   }
 }
@@ -414,12 +591,14 @@ function defaultTimeoutSeconds(kind: HandlerKind, action: unknown, defaults: Spe
 
 /** Validates and normalises parsed annotation data. Throws {@link HookSpecError}. */
 export function normaliseHooks(data: unknown, ctx: ParseContext): HookSpec {
-  return new Validator(ctx).spec(data);
+  const v = new Validator(ctx);
+  return v.result(() => v.spec(data));
 }
 
 /** Validates and normalises one handler at `path` (used to adopt native lifecycle handlers). */
 export function normaliseHandler(path: string, data: unknown, container: string, ctx: ParseContext): HandlerSpec {
-  return new Validator(ctx).handler(path, data, container);
+  const v = new Validator(ctx);
+  return v.result(() => v.handler(path, data, container));
 }
 
 /**

@@ -170,7 +170,7 @@ test('refuses a container without hooks that declares the marker env (it could d
     [{ containers: [{ name: 'app', image: 'img' }], initContainers: [{ name: 'init', image: 'i', env: [{ name: ENV_MARKER, value: 'app' }] }] }, 'spec.initContainers[init].env[HOOK_RUNNER_CONTAINER]'],
   ] as const) {
     assert.throws(
-      () => mutatePod(pod(hooks, extra as Partial<V1Pod['spec']>), { config, mode: 'native' }),
+      () => mutatePod(pod(hooks, extra as unknown as Partial<V1Pod['spec']>), { config, mode: 'native' }),
       (e: unknown) => e instanceof MutationError && e.location === where && /only the hooked container itself may carry it/.test(e.message),
       where,
     );
@@ -412,7 +412,7 @@ test('admission: denial carries status 400 and the located message', () => {
   assert.equal(r.reason, 'invalid-hooks');
   assert.equal(res.allowed, false);
   assert.equal(res.status!.code, 400);
-  assert.equal(res.status!.message, 'hook-runner.dev/hooks: app.preStop[1].httpGet.port: must be 1-65535 or a named port of container app');
+  assert.equal(res.status!.message, 'hook-runner.dev/hooks: app.preStop[1].httpGet.port: must be 1-65535 or a named port of container app, got 0');
 });
 
 test('admission: non-pods, subresources, non-CREATE and re-invocations are allowed unchanged with a reason', () => {

@@ -13,7 +13,7 @@ import fc from 'fast-check';
 import { stringify as toYaml } from 'yaml';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { ANNOTATION_HOOKS, ENV_SPEC, SIDECAR_CONTAINER_NAME } from '../common/names.js';
-import { HANDLER_KINDS, HookSpecError, normaliseHooks, parseSpecJson, type ParseContext } from '../common/spec.js';
+import { HANDLER_KINDS, HookSpecError, formatProblems, normaliseHooks, parseSpecJson, type ParseContext } from '../common/spec.js';
 import { defaultConfig } from '../webhook/config.js';
 import { parseHooksText } from '../webhook/hooks-text.js';
 import { MutationError, mutatePod } from '../webhook/mutate.js';
@@ -34,9 +34,13 @@ function assertLocated(e: unknown, source = ANNOTATION_HOOKS): void {
     return;
   }
   assert.ok(e instanceof HookSpecError, `expected a HookSpecError, got ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
-  assert.equal(e.message, `${e.source}: ${e.location ? `${e.location}: ` : ''}${e.detail}`);
+  // Every problem is listed; location and detail are the first one's.
+  assert.ok(e.errors.length > 0);
+  assert.deepEqual(e.errors[0], { path: e.location, message: e.detail });
+  assert.equal(e.message, formatProblems(e.source, e.errors, e.complete));
+  if (e.errors.length === 1) assert.equal(e.message, `${e.source}: ${e.location ? `${e.location}: ` : ''}${e.detail}`);
   assert.ok(e.source === source || e.source.startsWith('spec.containers['), `source ${e.source}`);
-  assert.ok(e.detail.length > 0);
+  assert.ok(e.errors.every((p) => p.message.length > 0));
 }
 
 // ------------------------------------------------------------------------------------------------

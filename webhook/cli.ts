@@ -56,7 +56,8 @@ Options:
   -h, --help                        this text
 
 Signals: SIGTERM, SIGINT stop gracefully (exit 0); SIGHUP re-reads the TLS files now.
-Logs: JSON lines on stdout; LOG_LEVEL sets the level (info).
+Logs: JSON lines on stdout; LOG_LEVEL sets the level (info). When stdout is a terminal, the
+webhook also prints, once listening, plain lines saying how to try it.
 Exit status: 0 after a clean stop; 1 when the config or TLS files cannot be loaded or the address
 cannot be bound; 2 on a usage error.
 `;
@@ -251,6 +252,7 @@ export async function runWebhookCli(argv: string[], ioIn: Partial<WebhookCliIo> 
   // With the CA at hand the hint verifies the certificate; otherwise -k, as for any self-made certificate.
   const curlFlags = caOut !== undefined ? `-s --cacert ${caOut}` : '-sk';
   const curlUrl = caOut !== undefined && (addr.address === '0.0.0.0' || addr.address === '127.0.0.1') ? `https://localhost:${addr.port}` : base;
+  const tryCurl = `curl ${curlFlags} ${curlUrl}/mutate -H 'content-type: application/json' --data @examples/admission-review.json`;
   logger.info(
     {
       address: addr.address,
@@ -259,10 +261,21 @@ export async function runWebhookCli(argv: string[], ioIn: Partial<WebhookCliIo> 
       tls: tls.description,
       sidecarMode: mode,
       version,
-      try: `curl ${curlFlags} ${curlUrl}/mutate -H 'content-type: application/json' --data @examples/admission-review.json`,
+      try: tryCurl,
     },
     `webhook listening on ${formatHostPort({ host: addr.address, port: addr.port })}`,
   );
+  // A person at a terminal gets the next steps as plain lines; machines (stdout not a terminal)
+  // get only the JSON log lines, as pino's convention has it.
+  if ((io.stdout as Partial<NodeJS.WriteStream>).isTTY === true) {
+    io.stdout.write(
+      `\nhook-runner webhook is listening on ${base} (${tls.description}). Try it:\n` +
+        `  ${tryCurl}\n` +
+        `  curl ${curlFlags} ${curlUrl}/healthz\n` +
+        '  node dist/cli/main.js inject -f examples/pod.yaml\n' +
+        'Stop it with Ctrl-C.\n\n',
+    );
+  }
 
   // Wait for a stop request; the server keeps the process alive meanwhile.
   let onTerm = (): void => {};

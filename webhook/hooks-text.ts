@@ -115,7 +115,25 @@ export function parseHooksText(text: string, source = ANNOTATION_HOOKS): unknown
     // maxAliasCount stops alias bombs ("billion laughs") before they expand.
     return remember(text, doc.toJS({ maxAliasCount: 50 }));
   } catch (e) {
-    const msg = (e as Error).message.split('\n')[0] ?? 'parse error';
-    throw new HookSpecError('', `not valid YAML or JSON: ${msg}`, source);
+    throw new HookSpecError('', `not valid YAML or JSON: ${yamlErrorText(e, text, ' of the annotation')}`, source);
   }
+}
+
+/**
+ * A YAML parser error as one line: what, where (`at line 2, column 5`, 1-based, counted in `text`
+ * from the error's offset) and the text of that line, so the reader sees what the parser saw.
+ * `where` follows the position (` of the annotation`).
+ */
+export function yamlErrorText(e: unknown, text: string, where = ''): string {
+  const err = e as { message?: unknown; pos?: [number, number] };
+  // With prettyErrors the yaml package appends " at line L, column C:" and an excerpt; one line here.
+  const what = String(err.message ?? e).split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+  const offset = err.pos?.[0];
+  if (typeof offset !== 'number' || offset < 0 || offset > text.length) return what;
+  const start = text.lastIndexOf('\n', offset - 1) + 1;
+  const lineNo = text.slice(0, start).split('\n').length;
+  const end = text.indexOf('\n', start);
+  const line = text.slice(start, end === -1 ? undefined : end).replace(/\r$/, '');
+  const shown = line.length > 80 ? `${line.slice(0, 80)}…` : line;
+  return `${what} at line ${lineNo}, column ${offset - start + 1}${where}: ${JSON.stringify(shown)}`;
 }
