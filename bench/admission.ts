@@ -8,7 +8,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { makeSelfSignedBundle } from '../webhook/tls.js';
+import { makeSelfSignedBundle } from '../webhook/cluster/tls.js';
 import { MIX, admissionReview } from './fixtures.js';
 import { median, percentile, round, sleep } from './stats.js';
 

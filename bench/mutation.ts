@@ -5,10 +5,10 @@
  * parsed annotation comes from the cache); `cold_cN` makes every annotation text new. Bounded by
  * both an iteration count and a time budget.
  */
-import { packageVersion } from '../cli/version.js';
-import { reviewAdmission } from '../webhook/admission.js';
-import { defaultConfig } from '../webhook/config.js';
-import { mutatePod } from '../webhook/mutate.js';
+import { packageVersion } from '../common/version.js';
+import { reviewAdmission } from '../webhook/core/admission.js';
+import { defaultConfig } from '../webhook/core/config.js';
+import { mutatePod } from '../webhook/core/mutate.js';
 import { hookedPod } from './fixtures.js';
 import { median } from './stats.js';
 

@@ -9,12 +9,12 @@
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
-import { packageVersion } from '../cli/version.js';
+import { packageVersion } from '../common/version.js';
 import { createLogger } from '../common/logger.js';
-import { defaultConfig } from '../webhook/config.js';
+import { defaultConfig } from '../webhook/core/config.js';
 import { createWebhookMetrics } from '../webhook/metrics.js';
 import { startWebhookServer } from '../webhook/server.js';
-import { TLS_CONTEXT_DEFAULTS, staticTlsProvider } from '../webhook/tls.js';
+import { TLS_CONTEXT_DEFAULTS, staticTlsProvider } from '../webhook/cluster/tls.js';
 
 const kind = process.argv[2];
 const cert = process.env.BENCH_TLS_CERT ?? '';

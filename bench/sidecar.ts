@@ -10,11 +10,11 @@ import http from 'node:http';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import { packageVersion } from '../cli/version.js';
+import { packageVersion } from '../common/version.js';
 import { DEADLINE_MARGIN_MS } from '../common/budget.js';
 import { ENV_MARKER, HEADER_TOKEN, SIDECAR_CONTAINER_NAME, hookPath, type Phase } from '../common/names.js';
-import { defaultConfig } from '../webhook/config.js';
-import { mutatePod } from '../webhook/mutate.js';
+import { defaultConfig } from '../webhook/core/config.js';
+import { mutatePod } from '../webhook/core/mutate.js';
 import { median, percentile, round, sleep } from './stats.js';
 
 export const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));

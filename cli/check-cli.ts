@@ -21,8 +21,8 @@ import {
   type V1Pod,
   type V1Service,
 } from '@kubernetes/client-node';
-import { TLS_SECRET_NAME } from '../webhook/cert-bootstrap.js';
-import { callOptions, describeError, statusCode } from '../webhook/kube.js';
+import { TLS_SECRET_NAME } from '../webhook/cluster/cert-bootstrap.js';
+import { callOptions, describeError, statusCode } from '../webhook/cluster/kube.js';
 import {
   INSTALL,
   checkCertificate,

@@ -7,9 +7,9 @@ import { X509Certificate } from 'node:crypto';
 import type { V1Deployment, V1EndpointSlice, V1MutatingWebhookConfiguration, V1Namespace, V1Pod, V1Service } from '@kubernetes/client-node';
 import { ANNOTATION_STATUS, DEFAULT_SIDECAR_PORT, LABEL_NAMESPACE_INJECTION, NAMESPACE_INJECTION_ENABLED } from '../common/names.js';
 import { HANDLER_KINDS } from '../common/spec.js';
-import type { PodSecurityLevel } from '../webhook/mutate.js';
-import { RESTRICTED_KINDS } from '../webhook/security-context.js';
-import { modeForVersion, parseKubeVersion, type KubeVersionFields } from '../webhook/sidecar-mode.js';
+import type { PodSecurityLevel } from '../webhook/core/mutate.js';
+import { RESTRICTED_KINDS } from '../webhook/core/security-context.js';
+import { modeForVersion, parseKubeVersion, type KubeVersionFields } from '../webhook/core/sidecar-mode.js';
 import { LABEL_POD_SECURITY_ENFORCE } from './explain.js';
 import type { Style } from './term.js';
 

@@ -3,7 +3,7 @@
  * `-` for standard input (once), each YAML/JSON stream parsed as `inject` parses it.
  */
 import { readFileSync } from 'node:fs';
-import { parseDocuments } from '../webhook/inject.js';
+import { parseDocuments } from '../webhook/core/inject.js';
 
 export interface SourcedDocument {
   doc: unknown;

@@ -7,13 +7,13 @@ import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import type { V1Pod } from '@kubernetes/client-node';
 import { isObj } from '../common/spec.js';
-import { loadConfig, type Config } from '../webhook/config.js';
-import { documentLabel, templateOf } from '../webhook/inject.js';
-import type { PodSecurityLevel, ResolvedMode } from '../webhook/mutate.js';
+import { loadConfig, type Config } from '../webhook/core/config.js';
+import { documentLabel, templateOf } from '../webhook/core/inject.js';
+import type { PodSecurityLevel, ResolvedMode } from '../webhook/core/mutate.js';
 import { readManifests } from './docs-io.js';
 import { explain, renderExplanation, type ExplainInput, type Explanation } from './explain.js';
 import { styleFor } from './term.js';
-import { packageVersion } from './version.js';
+import { packageVersion } from '../common/version.js';
 
 const HELP = `Usage:
   hook-runner explain -f FILE|- [-f FILE ...] [--config F] [--sidecar-mode M] [--pod-security LEVEL] [-o text|json|yaml]

@@ -4,10 +4,10 @@
  */
 import { CoreV1Api, VersionApi, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { SIDECAR_CONTAINER_NAME } from '../common/names.js';
-import type { Config } from '../webhook/config.js';
-import { callOptions, describeError } from '../webhook/kube.js';
-import type { ResolvedMode } from '../webhook/mutate.js';
-import { modeForVersion } from '../webhook/sidecar-mode.js';
+import type { Config } from '../webhook/core/config.js';
+import { callOptions, describeError } from '../webhook/cluster/kube.js';
+import type { ResolvedMode } from '../webhook/core/mutate.js';
+import { modeForVersion } from '../webhook/core/sidecar-mode.js';
 import { HOOK_EVENT_REASONS, lastReportsFromLog, type ExplainInput, type LastReport } from './explain.js';
 import { kubeConfigFrom } from './kubeconfig.js';
 

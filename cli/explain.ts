@@ -16,11 +16,11 @@ import {
   SIDECAR_CONTAINER_NAME,
   type Phase,
 } from '../common/names.js';
-import { HookSpecError, handlerAction, handlerKind, parseSpecJson, type HandlerKind, type HandlerSpec, type HookSpec } from '../common/spec.js';
-import type { Config } from '../webhook/config.js';
-import { MutationError, collectHooks, mutatePod, type PodSecurityLevel, type ResolvedMode } from '../webhook/mutate.js';
-import { RESTRICTED_KINDS } from '../webhook/security-context.js';
-import { parseStatus } from '../webhook/uninject.js';
+import { HookSpecError, parseSpecJson, type HandlerKind, type HandlerSpec, type HookSpec } from '../common/spec.js';
+import type { Config } from '../webhook/core/config.js';
+import { MutationError, collectHooks, mutatePod, type PodSecurityLevel, type ResolvedMode } from '../webhook/core/mutate.js';
+import { RESTRICTED_KINDS } from '../webhook/core/security-context.js';
+import { parseStatus } from '../webhook/core/uninject.js';
 import { drawTimeline, secs } from './timeline.js';
 import type { Style } from './term.js';
 
@@ -137,28 +137,30 @@ function url(scheme: string, host: string, port: number, path: string): string {
 }
 
 export function describeAction(h: HandlerSpec): string {
-  const kind = handlerKind(h);
-  const a = handlerAction(h) as Record<string, unknown>;
-  switch (kind) {
+  switch (h.kind) {
     case 'exec':
-      return `exec ${(a.command as string[]).map((s) => (/[\s"']/.test(s) || s === '' ? JSON.stringify(s) : s)).join(' ')}`;
-    case 'httpGet':
-      return `httpGet ${url(a.scheme as string, a.host as string, a.port as number, a.path as string)}`;
-    case 'http':
-      return `http ${a.method as string} ${url(a.scheme as string, a.host as string, a.port as number, a.path as string)}${a.body !== undefined ? ' (with body)' : ''}`;
+      return `exec ${h.action.command.map((s) => (/[\s"']/.test(s) || s === '' ? JSON.stringify(s) : s)).join(' ')}`;
+    case 'httpGet': {
+      const a = h.action;
+      return `httpGet ${url(a.scheme, a.host, a.port, a.path)}`;
+    }
+    case 'http': {
+      const a = h.action;
+      return `http ${a.method} ${url(a.scheme, a.host, a.port, a.path)}${a.body !== undefined ? ' (with body)' : ''}`;
+    }
     case 'sleep':
-      return `sleep ${secs(a.seconds as number)}`;
+      return `sleep ${secs(h.action.seconds)}`;
     case 'signal':
-      return `signal ${a.name as string}${a.waitForExit ? ', wait for exit' : ''}`;
+      return `signal ${h.action.name}${h.action.waitForExit ? ', wait for exit' : ''}`;
     case 'tcpSocket':
-      return `tcpSocket ${a.host as string}:${a.port as number}`;
+      return `tcpSocket ${h.action.host}:${h.action.port}`;
   }
 }
 
 function handlerView(h: HandlerSpec, index: number): HandlerView {
   return {
     index,
-    kind: handlerKind(h),
+    kind: h.kind,
     action: describeAction(h),
     timeoutSeconds: h.timeoutSeconds,
     retries: h.retries,

@@ -3,8 +3,8 @@
  * writes the documents with hook-runner's additions removed, warnings to stderr.
  */
 import { parseArgs } from 'node:util';
-import { formatYaml } from '../webhook/inject.js';
-import { UninjectError, uninjectDocument } from '../webhook/uninject.js';
+import { formatYaml } from '../webhook/core/inject.js';
+import { UninjectError, uninjectDocument } from '../webhook/core/uninject.js';
 import { formatDocuments, readManifests } from './docs-io.js';
 
 const HELP = `Usage: hook-runner uninject -f FILE|- [-f FILE ...] [-o yaml|json]

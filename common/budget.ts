@@ -3,7 +3,7 @@
  * sidecar (the deadline at run time). The seed's rule: the grace countdown starts before PreStop,
  * and PreStop and the app's own shutdown share it.
  */
-import { handlerAction, handlerKind, type ContainerHooks, type HandlerSpec } from './spec.js';
+import type { ContainerHooks, HandlerSpec } from './spec.js';
 
 /** Margin kept back from the deadline so the answer reaches the kubelet before the app's time starts. */
 export const DEADLINE_MARGIN_MS = 250;
@@ -12,7 +12,7 @@ export const DEADLINE_MARGIN_MS = 250;
 export function worstCaseSeconds(h: HandlerSpec): number {
   const attempts = h.retries + 1;
   let perAttempt = h.timeoutSeconds;
-  if (handlerKind(h) === 'sleep') perAttempt = Math.min(h.timeoutSeconds, (handlerAction(h) as { seconds: number }).seconds);
+  if (h.kind === 'sleep') perAttempt = Math.min(h.timeoutSeconds, h.action.seconds);
   const delays = h.retries > 0 ? h.retryDelaySeconds * (2 ** h.retries - 1) : 0;
   return attempts * perAttempt + delays;
 }

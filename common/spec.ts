@@ -5,7 +5,7 @@
  * number), and the sidecar validates it with the same code the webhook runs at admission.
  */
 import { constants as osConstants } from 'node:os';
-import type { V1Container, V1LifecycleHandler } from '@kubernetes/client-node';
+import type { V1Container } from '@kubernetes/client-node';
 import { ANNOTATION_HOOKS, PHASES, type Phase } from './names.js';
 
 export const HANDLER_KINDS = ['exec', 'httpGet', 'http', 'sleep', 'signal', 'tcpSocket'] as const;
@@ -55,16 +55,21 @@ export interface CommonFields {
   continueOnError: boolean;
 }
 
-/** One normalised handler: exactly one action key plus every common field. */
-export type HandlerSpec = CommonFields &
-  (
-    | { exec: ExecAction }
-    | { httpGet: HttpGetAction }
-    | { http: HttpAction }
-    | { sleep: SleepAction }
-    | { signal: SignalAction }
-    | { tcpSocket: TcpSocketAction }
-  );
+/** A handler's kind and its action: switch on `kind` and `action` has that kind's type. */
+export type HandlerAction =
+  | { kind: 'exec'; action: ExecAction }
+  | { kind: 'httpGet'; action: HttpGetAction }
+  | { kind: 'http'; action: HttpAction }
+  | { kind: 'sleep'; action: SleepAction }
+  | { kind: 'signal'; action: SignalAction }
+  | { kind: 'tcpSocket'; action: TcpSocketAction };
+
+/**
+ * One normalised handler in memory. On the wire (the annotation, HOOK_RUNNER_SPEC) the action sits
+ * under its kind's key instead (`{exec: {...}, timeoutSeconds, ...}`): {@link specJson} writes that
+ * form and {@link parseSpecJson} reads it, so webhook and sidecar of different versions agree.
+ */
+export type HandlerSpec = HandlerAction & CommonFields;
 
 export interface ContainerHooks {
   shutdownSeconds: number;
@@ -81,17 +86,6 @@ export interface SpecDefaults {
 }
 
 export const DEFAULT_HOST = '127.0.0.1';
-/** Hosts http/httpGet/tcpSocket handlers may name unless the config allows more: the pod itself. */
-export const DEFAULT_ALLOWED_HOSTS = ['127.0.0.1', '::1', 'localhost'] as const;
-
-/**
- * Whether `host` is on the list: an exact name or address (case-insensitive), `*.domain` for any
- * name under the domain, `*` for any host.
- */
-export function hostAllowed(host: string, allowed: readonly string[]): boolean {
-  const h = host.toLowerCase();
-  return allowed.some((a) => a === '*' || a === h || (a.startsWith('*.') && h.endsWith(a.slice(1)) && h.length > a.length - 1));
-}
 /** Upper bounds that keep a typo (`retries: 1000`) from turning into an hour-long hook. */
 export const MAX_RETRIES = 20;
 export const MAX_SECONDS = 24 * 3600;
@@ -151,13 +145,14 @@ export function formatProblems(source: string, problems: readonly SpecProblem[],
   return `${source}: ${count}: ${shown.join('; ')}${more > 0 ? `; and ${more} more` : ''}`;
 }
 
-export function handlerKind(h: HandlerSpec): HandlerKind {
-  for (const k of HANDLER_KINDS) if (k in h) return k;
-  throw new Error('handler without a kind'); // unreachable for validated specs
-}
-
-export function handlerAction(h: HandlerSpec): unknown {
-  return (h as unknown as Record<string, unknown>)[handlerKind(h)];
+/**
+ * What the cluster's configuration refuses (the webhook's `allowedHandlers` and `allowedHosts`,
+ * webhook/core/policy.ts). Each answers why a value is refused, or undefined when it is allowed.
+ */
+export interface HandlerPolicy {
+  refuseKind(kind: HandlerKind): string | undefined;
+  /** Asked only about a host the handler names: the default host (the pod itself) is always allowed. */
+  refuseHost(host: string): string | undefined;
 }
 
 /** Which containers of the pod may be hooked, and how to resolve their named ports. */
@@ -165,12 +160,8 @@ export interface ParseContext {
   /** Regular containers of the pod. Absent when validating a normalised spec (sidecar side). */
   containers?: readonly V1Container[];
   defaults: SpecDefaults;
-  allowedHandlers: readonly HandlerKind[];
-  /**
-   * Hosts handlers may name (config `allowedHosts`). Absent on the sidecar side, which trusts the
-   * spec the webhook already checked. The default host (the pod itself) is always allowed.
-   */
-  allowedHosts?: readonly string[];
+  /** Absent on the sidecar side, which trusts the spec the webhook already checked. */
+  policy?: HandlerPolicy;
   /** Prefix of every error message; the annotation key by default. */
   source?: string;
 }
@@ -400,10 +391,8 @@ class Validator {
     if (v === undefined) return DEFAULT_HOST;
     const h = this.str(path, v);
     if (/[\s/?#@]/.test(h)) this.fail(path, `must be a host name or IP address, got ${JSON.stringify(h)}`);
-    const allowed = this.ctx.allowedHosts;
-    if (allowed && !hostAllowed(h, allowed)) {
-      this.fail(path, `${JSON.stringify(h)} is not allowed by this cluster's hook-runner configuration (allowedHosts: ${allowed.join(', ') || 'none'}); handlers reach the pod itself (the default host ${DEFAULT_HOST}) unless the cluster admin allows more`);
-    }
+    const refused = this.ctx.policy?.refuseHost(h);
+    if (refused !== undefined) this.fail(path, refused);
     return h;
   }
 
@@ -449,28 +438,30 @@ class Validator {
     });
   }
 
-  action(path: string, kind: HandlerKind, v: unknown, container: string): unknown {
-    return this.guard({}, () => this.checkAction(path, kind, v, container));
+  /** The action checked; on a problem a placeholder (the handler is then reported, never used). */
+  action(path: string, kind: HandlerKind, v: unknown, container: string): HandlerAction {
+    return this.guard<HandlerAction>({ kind: 'sleep', action: { seconds: 0 } }, () => this.checkAction(path, kind, v, container));
   }
 
-  private checkAction(path: string, kind: HandlerKind, v: unknown, container: string): unknown {
+  private checkAction(path: string, kind: HandlerKind, v: unknown, container: string): HandlerAction {
     const o = this.obj(path, v);
     switch (kind) {
       case 'exec': {
         this.fields(path, o, ['command']);
         const cmd = o.command;
         if (!Array.isArray(cmd) || cmd.length === 0) this.fail(join(path, 'command'), `must be a non-empty list of strings (argv, no shell), got ${describe(cmd)}`);
-        return { command: cmd.map((c, i) => this.str(join(join(path, 'command'), i), c, { nonEmpty: i === 0 })) };
+        return { kind, action: { command: cmd.map((c, i) => this.str(join(join(path, 'command'), i), c, { nonEmpty: i === 0 })) } };
       }
       case 'httpGet': {
         this.fields(path, o, ['path', 'port', 'host', 'scheme', 'httpHeaders']);
-        return {
+        const action: HttpGetAction = {
           path: this.httpPath(join(path, 'path'), o.path),
           port: this.port(join(path, 'port'), o.port, container),
           host: this.host(join(path, 'host'), o.host),
           scheme: this.scheme(join(path, 'scheme'), o.scheme),
           httpHeaders: this.headers(join(path, 'httpHeaders'), o.httpHeaders),
-        } satisfies HttpGetAction;
+        };
+        return { kind, action };
       }
       case 'http': {
         this.fields(path, o, ['method', 'path', 'port', 'host', 'scheme', 'headers', 'body']);
@@ -488,11 +479,11 @@ class Validator {
           headers: this.headers(join(path, 'headers'), o.headers),
         };
         if (o.body !== undefined) out.body = this.str(join(path, 'body'), o.body, { nonEmpty: false });
-        return out;
+        return { kind, action: out };
       }
       case 'sleep': {
         this.fields(path, o, ['seconds']);
-        return { seconds: this.seconds(join(path, 'seconds'), o.seconds, { positive: false }) } satisfies SleepAction;
+        return { kind, action: { seconds: this.seconds(join(path, 'seconds'), o.seconds, { positive: false }) } };
       }
       case 'signal': {
         this.fields(path, o, ['name', 'waitForExit']);
@@ -501,17 +492,13 @@ class Validator {
         if (!(name in osConstants.signals) || name === 'SIGKILL' || name === 'SIGSTOP') {
           this.fail(join(path, 'name'), `must be a signal name such as SIGTERM, SIGQUIT, SIGINT, SIGUSR1 (SIGKILL and SIGSTOP are not allowed), got ${JSON.stringify(o.name)}`);
         }
-        return {
-          name,
-          waitForExit: o.waitForExit === undefined ? false : this.bool(join(path, 'waitForExit'), o.waitForExit),
-        } satisfies SignalAction;
+        const action: SignalAction = { name, waitForExit: o.waitForExit === undefined ? false : this.bool(join(path, 'waitForExit'), o.waitForExit) };
+        return { kind, action };
       }
       case 'tcpSocket': {
         this.fields(path, o, ['port', 'host']);
-        return {
-          port: this.port(join(path, 'port'), o.port, container),
-          host: this.host(join(path, 'host'), o.host),
-        } satisfies TcpSocketAction;
+        const action: TcpSocketAction = { port: this.port(join(path, 'port'), o.port, container), host: this.host(join(path, 'host'), o.host) };
+        return { kind, action };
       }
     }
   }
@@ -526,11 +513,10 @@ class Validator {
       this.fail(path, `has no handler; expected exactly one of ${HANDLER_KINDS.join(', ')}`);
     }
     if (kinds.length > 1) this.fail(path, `has ${kinds.join(' and ')}; an item takes exactly one handler kind`);
-    const kind = kinds[0] as HandlerKind;
+    const kind = kinds[0]!;
     this.fields(path, o, [kind, ...common]);
-    if (!this.ctx.allowedHandlers.includes(kind)) {
-      this.report(join(path, kind), `handler kind ${kind} is not allowed by this cluster's hook-runner configuration (allowed: ${this.ctx.allowedHandlers.join(', ') || 'none'})`);
-    }
+    const refused = this.ctx.policy?.refuseKind(kind);
+    if (refused !== undefined) this.report(join(path, kind), refused);
     const retries = this.guard(0, () => {
       if (o.retries === undefined) return 0;
       if (typeof o.retries !== 'number' || !Number.isInteger(o.retries) || o.retries < 0 || o.retries > MAX_RETRIES) {
@@ -538,13 +524,14 @@ class Validator {
       }
       return o.retries;
     });
+    const action = this.action(join(path, kind), kind, o[kind], container);
     return {
-      [kind]: this.action(join(path, kind), kind, o[kind], container),
-      timeoutSeconds: o.timeoutSeconds === undefined ? defaultTimeoutSeconds(kind, o[kind], this.ctx.defaults) : this.seconds(join(path, 'timeoutSeconds'), o.timeoutSeconds, { positive: true }),
+      ...action,
+      timeoutSeconds: o.timeoutSeconds === undefined ? defaultTimeoutSeconds(action, this.ctx.defaults) : this.seconds(join(path, 'timeoutSeconds'), o.timeoutSeconds, { positive: true }),
       retries,
       retryDelaySeconds: o.retryDelaySeconds === undefined ? 1 : this.seconds(join(path, 'retryDelaySeconds'), o.retryDelaySeconds, { positive: false }),
       continueOnError: o.continueOnError === undefined ? false : this.bool(join(path, 'continueOnError'), o.continueOnError),
-    } as unknown as HandlerSpec;
+    };
   }
 
   phase(path: string, v: unknown, container: string): HandlerSpec[] {
@@ -581,10 +568,10 @@ class Validator {
  * longer than itself, so it runs its full length (DESIGN §4, as the native `sleep`); only a
  * `timeoutSeconds` the user wrote can cut a sleep short. The action is already validated here.
  */
-function defaultTimeoutSeconds(kind: HandlerKind, action: unknown, defaults: SpecDefaults): number {
-  if (kind !== 'sleep') return defaults.timeoutSeconds;
-  const seconds = isObj(action) ? action.seconds : undefined;
-  if (typeof seconds !== 'number' || !Number.isFinite(seconds)) return defaults.timeoutSeconds;
+function defaultTimeoutSeconds(a: HandlerAction, defaults: SpecDefaults): number {
+  if (a.kind !== 'sleep') return defaults.timeoutSeconds;
+  const seconds = a.action.seconds;
+  if (!Number.isFinite(seconds)) return defaults.timeoutSeconds;
   // +1: the sidecar arms the timeout before the sleep's own timer, and equal timers fire in that order.
   return Math.min(MAX_SECONDS, Math.max(defaults.timeoutSeconds, Math.ceil(seconds) + 1));
 }
@@ -601,30 +588,6 @@ export function normaliseHandler(path: string, data: unknown, container: string,
   return v.result(() => v.handler(path, data, container));
 }
 
-/**
- * Converts a native `lifecycle` handler into annotation form, or explains why it cannot be adopted.
- * Native handlers have no timeout of their own; the webhook gives adopted ones native bounds
- * (webhook/mutate.ts, `adoptNative`), never the configured default.
- */
-export function nativeToAnnotationItem(h: V1LifecycleHandler): Obj | undefined {
-  if (h.exec) return { exec: { command: h.exec.command ?? [] } };
-  if (h.httpGet) {
-    const g = h.httpGet;
-    const item: Obj = { path: g.path ?? '/', port: g.port };
-    if (g.host) item.host = g.host;
-    if (g.scheme) item.scheme = g.scheme;
-    if (g.httpHeaders?.length) item.httpHeaders = g.httpHeaders.map((x) => ({ name: x.name, value: x.value }));
-    return { httpGet: item };
-  }
-  if (h.sleep) return { sleep: { seconds: h.sleep.seconds } };
-  if (h.tcpSocket) {
-    const item: Obj = { port: h.tcpSocket.port };
-    if (h.tcpSocket.host) item.host = h.tcpSocket.host;
-    return { tcpSocket: item };
-  }
-  return undefined;
-}
-
 /** The sidecar's side: parses and validates HOOK_RUNNER_SPEC (JSON of a normalised spec). */
 export function parseSpecJson(text: string, source = 'HOOK_RUNNER_SPEC'): HookSpec {
   let data: unknown;
@@ -633,11 +596,27 @@ export function parseSpecJson(text: string, source = 'HOOK_RUNNER_SPEC'): HookSp
   } catch (e) {
     throw new HookSpecError('', `not valid JSON: ${(e as Error).message}`, source);
   }
-  return normaliseHooks(data, {
-    defaults: { timeoutSeconds: 30, shutdownSeconds: 5 },
-    allowedHandlers: HANDLER_KINDS,
-    source,
-  });
+  return normaliseHooks(data, { defaults: { timeoutSeconds: 30, shutdownSeconds: 5 }, source });
+}
+
+/** One handler in its wire form: the action under its kind's key, then the common fields. */
+export function handlerToWire(h: HandlerSpec): Obj {
+  return { [h.kind]: h.action, timeoutSeconds: h.timeoutSeconds, retries: h.retries, retryDelaySeconds: h.retryDelaySeconds, continueOnError: h.continueOnError };
+}
+
+/** HOOK_RUNNER_SPEC: the normalised spec in its wire form (a valid annotation, read by {@link parseSpecJson}). */
+export function specJson(spec: HookSpec): string {
+  const wire: Obj = {};
+  for (const [name, h] of Object.entries(spec)) {
+    // Own property: a container may be named `__proto__`.
+    Object.defineProperty(wire, name, {
+      value: { shutdownSeconds: h.shutdownSeconds, postStart: h.postStart.map(handlerToWire), preStop: h.preStop.map(handlerToWire) },
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return JSON.stringify(wire);
 }
 
 /**

@@ -3,7 +3,7 @@
  * delay, continueOnError, and a deadline for the whole list (PreStop, DESIGN §7) that cuts the running
  * attempt and answers at once. Pure of I/O: the handler kinds are injected as an {@link Executor}.
  */
-import { handlerKind, type HandlerKind, type HandlerSpec } from '../common/spec.js';
+import type { HandlerKind, HandlerSpec } from '../common/spec.js';
 
 export type AttemptOutcome = 'succeeded' | 'failed' | 'timeout' | 'deadline';
 export type HandlerOutcome = AttemptOutcome | 'skipped';
@@ -148,7 +148,7 @@ export async function runHandlerList(list: readonly HandlerSpec[], opts: RunOpti
   let failed: string | undefined;
   let deadlineHit = false;
   for (const [index, h] of list.entries()) {
-    const kind = handlerKind(h);
+    const kind = h.kind;
     if (failed !== undefined || deadlineHit || opts.deadline?.aborted) {
       if (opts.deadline?.aborted && failed === undefined) deadlineHit = true;
       handlers.push({ index, kind, outcome: 'skipped', continueOnError: h.continueOnError, durationMs: 0, attempts: [] });

@@ -5,7 +5,7 @@
 import { preStopDeadlineMs } from '../common/budget.js';
 import type { Logger } from './log.js';
 import { ENV_MARKER, type Phase } from '../common/names.js';
-import { handlerAction, handlerKind, hooksOf, phaseHandlers, type ExecAction, type HandlerSpec, type HttpAction, type HttpGetAction, type SignalAction, type SleepAction, type TcpSocketAction } from '../common/spec.js';
+import { hooksOf, phaseHandlers, type HandlerSpec } from '../common/spec.js';
 import type { SidecarEnv } from './env.js';
 import { runExec, runHttp, runSignal, runSleep, runTcp, type ExecTools, type Target } from './handlers.js';
 import type { KubeClient } from './kube.js';
@@ -167,7 +167,7 @@ export class HookService {
         execute: (h, signal) => this.execute(container, h, signal, target),
         deadline: deadline.signal,
         onAttempt: (h, index, a) => {
-          const fields = { pod: pod.name, namespace: pod.namespace, container, phase, handler: handlerKind(h), index, attempt: a.attempt, durationMs: a.durationMs, outcome: a.outcome, ...(a.exitCode !== undefined ? { exitCode: a.exitCode } : {}), ...(a.status !== undefined ? { status: a.status } : {}), ...(a.error ? { error: a.error } : {}), output: a.outputTail };
+          const fields = { pod: pod.name, namespace: pod.namespace, container, phase, handler: h.kind, index, attempt: a.attempt, durationMs: a.durationMs, outcome: a.outcome, ...(a.exitCode !== undefined ? { exitCode: a.exitCode } : {}), ...(a.status !== undefined ? { status: a.status } : {}), ...(a.error ? { error: a.error } : {}), output: a.outputTail };
           if (a.outcome === 'succeeded') this.d.log.info(fields, 'hook handler attempt succeeded');
           else this.d.log.warn(fields, `hook handler attempt ${a.outcome}`);
         },
@@ -215,24 +215,22 @@ export class HookService {
   }
 
   private async execute(container: string, h: HandlerSpec, signal: AbortSignal, found: ProcEntry | undefined): Promise<AttemptResult> {
-    const kind = handlerKind(h);
-    const action = handlerAction(h);
-    switch (kind) {
+    switch (h.kind) {
       case 'sleep':
-        return runSleep((action as SleepAction).seconds, signal);
+        return runSleep(h.action.seconds, signal);
       case 'httpGet':
       case 'http':
-        return runHttp(action as HttpGetAction | HttpAction, signal);
+        return runHttp(h.action, signal);
       case 'tcpSocket':
-        return runTcp(action as TcpSocketAction, signal);
+        return runTcp(h.action, signal);
       case 'signal':
       case 'exec': {
         // A retry may find a target that was not there yet.
         const target: Target | undefined = found ?? (await this.findTarget(container, 0));
         if (!target) return { ok: false, error: this.conflicts.get(container) ?? `no process of container ${container} found (${ENV_MARKER}=${container} in /proc/*/environ of a process the container runtime started)` };
-        if (kind === 'signal') return runSignal(action as SignalAction, target, signal, this.procRoot);
+        if (h.kind === 'signal') return runSignal(h.action, target, signal, this.procRoot);
         if (!this.d.tools) return { ok: false, error: 'the exec helper dist/sidecar/hook-exec is missing from the sidecar image (built by npm run build)' };
-        return runExec((action as ExecAction).command, target, signal, {
+        return runExec(h.action.command, target, signal, {
           procRoot: this.procRoot,
           tools: this.d.tools,
           self: this.d.self,

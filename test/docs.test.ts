@@ -172,8 +172,8 @@ test('README: the CLI reference names only commands and flags the binary has', (
 });
 
 test('README: the denial example is what the webhook says for that annotation', async () => {
-  const { reviewAdmission } = await import('../webhook/admission.js');
-  const { defaultConfig } = await import('../webhook/config.js');
+  const { reviewAdmission } = await import('../webhook/core/admission.js');
+  const { defaultConfig } = await import('../webhook/core/config.js');
   const example = /^admission webhook "inject\.hook-runner\.dev" denied the request: (.+)$/m.exec(README)?.[1];
   assert.ok(example, 'README shows a denial');
   const hooks = 'app: {preStop: [{sleep: {seconds: 5}}, {httpGet: {path: /drain, port: 70000}, timeoutSecond: 10}]}';

@@ -8,10 +8,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { defaultConfig, parseConfig, type Config } from '../webhook/config.js';
-import { formatYaml, injectDocuments, parseDocuments } from '../webhook/inject.js';
-import { applyPatch, computePatch } from '../webhook/patch.js';
-import type { ResolvedMode } from '../webhook/mutate.js';
+import { defaultConfig, parseConfig, type Config } from '../webhook/core/config.js';
+import { formatYaml, injectDocuments, parseDocuments } from '../webhook/core/inject.js';
+import { applyPatch, computePatch } from '../webhook/core/patch.js';
+import type { ResolvedMode } from '../webhook/core/mutate.js';
 import { validateKubernetesObject } from './support/k8s-schema.js';
 
 const DIR = join(import.meta.dirname, 'golden');

@@ -8,11 +8,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { ANNOTATION_HOOKS, SIDECAR_CONTAINER_NAME } from '../common/names.js';
-import { DEFAULT_ALLOWED_HOSTS, HANDLER_KINDS, HookSpecError, hostAllowed, type HandlerKind } from '../common/spec.js';
-import { ConfigError, defaultConfig, parseConfig } from '../webhook/config.js';
-import { mutatePod } from '../webhook/mutate.js';
-import { reviewAdmission } from '../webhook/admission.js';
-import { CAPS_EXEC, CAPS_SIGNAL, RESTRICTED_KINDS } from '../webhook/security-context.js';
+import { HANDLER_KINDS, HookSpecError, type HandlerKind } from '../common/spec.js';
+import { DEFAULT_ALLOWED_HOSTS, hostAllowed } from '../webhook/core/policy.js';
+import { ConfigError, defaultConfig, parseConfig } from '../webhook/core/config.js';
+import { mutatePod } from '../webhook/core/mutate.js';
+import { reviewAdmission } from '../webhook/core/admission.js';
+import { CAPS_EXEC, CAPS_SIGNAL, RESTRICTED_KINDS } from '../webhook/core/security-context.js';
 import { BASELINE_ALLOWED_CAPS, baselineViolations, restrictedViolations } from './support/pod-security.js';
 
 const config = defaultConfig('test');

@@ -12,10 +12,10 @@ import { join } from 'node:path';
 import jsonpatch, { type Operation } from 'fast-json-patch';
 import type { V1Pod } from '@kubernetes/client-node';
 import { ANNOTATION_HOOKS } from '../common/names.js';
-import { defaultConfig } from '../webhook/config.js';
+import { defaultConfig } from '../webhook/core/config.js';
 import { createWebhookMetrics } from '../webhook/metrics.js';
 import { DEFAULT_BODY_LIMIT_BYTES, startWebhookServer } from '../webhook/server.js';
-import { makeSelfSignedBundle, staticTlsProvider, webhookServingNames } from '../webhook/tls.js';
+import { makeSelfSignedBundle, staticTlsProvider, webhookServingNames } from '../webhook/cluster/tls.js';
 import { memoryLogger, request, type Reply } from './support/https.js';
 import { validateKubernetesObject } from './support/k8s-schema.js';
 
@@ -258,7 +258,7 @@ test('bad-input table: every case gets a clear 4xx or denial while concurrent go
 });
 
 test('every mutated pod of the table\'s good cases passes the strict Pod schema check, unicode names included', async () => {
-  const { reviewAdmission } = await import('../webhook/admission.js');
+  const { reviewAdmission } = await import('../webhook/core/admission.js');
   for (const body of [withHooks('äpp-☃: {preStop: [{sleep: {seconds: 1}}]}', ['äpp-☃']), withHooks('app: {preStop: [{sleep: {seconds: 1}}]}', ['app', 'constructor'])]) {
     const rev = JSON.parse(body) as Review;
     const res = reviewAdmission(rev, { config: defaultConfig('t'), mode: 'native' }).review as { response: { patch: string } };

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import type { V1Secret } from '@kubernetes/client-node';
 import { FakeApiServer, status } from './support/fake-apiserver.js';
 import { memoryLogger, peerCertificate, waitFor } from './support/https.js';
-import { makeClients } from '../webhook/kube.js';
+import { makeClients } from '../webhook/cluster/kube.js';
 import {
   CertBootstrap,
   CertBootstrapError,
@@ -27,15 +27,16 @@ import {
   splitPemCertificates,
   tlsSecretData,
   type TlsMaterial,
-} from '../webhook/cert-bootstrap.js';
-import { issueServingCert, staticTlsProvider, type TlsProvider } from '../webhook/tls.js';
+} from '../webhook/cluster/cert-bootstrap.js';
+import { issueServingCert, staticTlsProvider, type TlsProvider } from '../webhook/cluster/tls.js';
 import { assertAllOk, goCertCheck, type CertChecks, type CheckResult } from './go/certcheck.js';
 import { legacyGoUnparseableBundle } from './go/fixtures.js';
-import { detectSidecarMode, modeForVersion, parseKubeVersion } from '../webhook/sidecar-mode.js';
-import { NamespaceController, SIDECAR_ROLEBINDING_NAME, podSecurityLevelOf, sidecarRoleBinding } from '../webhook/namespace-controller.js';
-import { startInCluster } from '../webhook/in-cluster.js';
-import { inClusterEnvironment } from '../webhook/in-cluster-env.js';
-import { defaultConfig } from '../webhook/config.js';
+import { detectSidecarMode } from '../webhook/cluster/detect-sidecar-mode.js';
+import { modeForVersion, parseKubeVersion } from '../webhook/core/sidecar-mode.js';
+import { NamespaceController, SIDECAR_ROLEBINDING_NAME, podSecurityLevelOf, sidecarRoleBinding } from '../webhook/cluster/namespace-controller.js';
+import { startInCluster } from '../webhook/cluster/in-cluster.js';
+import { inClusterEnvironment } from '../webhook/cluster/in-cluster-env.js';
+import { defaultConfig } from '../webhook/core/config.js';
 
 const NS = 'hook-runner-system';
 const SVC = 'hook-runner';

@@ -36,11 +36,11 @@ import {
   NAMESPACE_INJECTION_ENABLED,
   SIDECAR_CONTAINER_NAME,
 } from '../common/names.js';
-import { TLS_SECRET_NAME } from '../webhook/cert-bootstrap.js';
-import { IMAGE_REPOSITORY, parseConfig } from '../webhook/config.js';
-import { DEFAULT_WEBHOOK_CONFIG_NAME } from '../webhook/in-cluster.js';
-import { SIDECAR_CLUSTERROLE_NAME, SIDECAR_ROLEBINDING_NAME } from '../webhook/namespace-controller.js';
-import { DEFAULT_SERVICE_NAME, DEFAULT_SERVICE_NAMESPACE } from '../webhook/tls.js';
+import { TLS_SECRET_NAME } from '../webhook/cluster/cert-bootstrap.js';
+import { IMAGE_REPOSITORY, parseConfig } from '../webhook/core/config.js';
+import { DEFAULT_WEBHOOK_CONFIG_NAME } from '../webhook/cluster/in-cluster.js';
+import { SIDECAR_CLUSTERROLE_NAME, SIDECAR_ROLEBINDING_NAME } from '../webhook/cluster/namespace-controller.js';
+import { DEFAULT_SERVICE_NAME, DEFAULT_SERVICE_NAMESPACE } from '../webhook/cluster/tls.js';
 import { validateKubernetesObject, type Attr, type ExtraModels } from './support/k8s-schema.js';
 
 const ROOT = join(import.meta.dirname, '..');

@@ -14,8 +14,8 @@ import { run, type CelInput } from '@bufbuild/cel';
 import type { V1LabelSelector, V1MatchCondition, V1MutatingWebhook, V1MutatingWebhookConfiguration, V1Pod } from '@kubernetes/client-node';
 import { parse, parseAllDocuments } from 'yaml';
 import { ANNOTATION_HOOKS, ANNOTATION_STATUS } from '../common/names.js';
-import { parseConfig, type Config } from '../webhook/config.js';
-import { mutatePod } from '../webhook/mutate.js';
+import { parseConfig, type Config } from '../webhook/core/config.js';
+import { mutatePod } from '../webhook/core/mutate.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const GOLDEN = join(ROOT, 'test', 'golden');

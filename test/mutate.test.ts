@@ -20,12 +20,12 @@ import {
   SIDECAR_CONTAINER_NAME,
 } from '../common/names.js';
 import { MAX_SECONDS, parseSpecJson } from '../common/spec.js';
-import { defaultConfig, parseConfig } from '../webhook/config.js';
-import { MAX_ENV_STRING_BYTES, MutationError, mutatePod, parseQuantity, pickSidecarPort } from '../webhook/mutate.js';
-import { formatYaml, injectDocuments, parseDocuments } from '../webhook/inject.js';
-import { BadReviewError, reviewAdmission } from '../webhook/admission.js';
-import { applyPatch } from '../webhook/patch.js';
-import { CAPS_EXEC, CAPS_SIGNAL } from '../webhook/security-context.js';
+import { defaultConfig, parseConfig } from '../webhook/core/config.js';
+import { MAX_ENV_STRING_BYTES, MutationError, mutatePod, parseQuantity, pickSidecarPort } from '../webhook/core/mutate.js';
+import { formatYaml, injectDocuments, parseDocuments } from '../webhook/core/inject.js';
+import { BadReviewError, reviewAdmission } from '../webhook/core/admission.js';
+import { applyPatch } from '../webhook/core/patch.js';
+import { CAPS_EXEC, CAPS_SIGNAL } from '../webhook/core/security-context.js';
 import { baselineViolations, restrictedViolations } from './support/pod-security.js';
 
 const config = defaultConfig('test');
@@ -255,7 +255,13 @@ test('grace budget warnings: the seed case, grace 0, and shutdown longer than gr
   assert.deepEqual(fits.warnings, []);
 });
 
-const specOf = (p: V1Pod) => parseSpecJson(sidecarOf(p).env!.find((e) => e.name === ENV_SPEC)!.value!);
+/** HOOK_RUNNER_SPEC as the sidecar receives it: the wire form, action under its kind's key (checked valid by parseSpecJson). */
+type WireHandler = Record<string, unknown> & { timeoutSeconds: number };
+const specOf = (p: V1Pod): Record<string, { postStart: WireHandler[]; preStop: WireHandler[] }> => {
+  const text = sidecarOf(p).env!.find((e) => e.name === ENV_SPEC)!.value!;
+  parseSpecJson(text);
+  return JSON.parse(text);
+};
 
 test('native lifecycle in a pod with the hooks annotation: adopted first (whatever adoptNativeHooks says), warning when both', () => {
   const p = pod('app: {preStop: [{http: {path: /d, port: http}}]}');

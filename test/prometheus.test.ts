@@ -309,7 +309,7 @@ test('PrometheusRule: every expression parses as PromQL and names only metrics a
   const external = externalMetrics();
   const targetLabels = ['namespace', 'pod', 'container', 'job', 'instance'];
   // Label values our expressions match on must be values the code writes.
-  const source = ['webhook', 'sidecar'].flatMap((dir) => readdirSync(join(ROOT, dir)).filter((f) => f.endsWith('.ts')).map((f) => readFileSync(join(ROOT, dir, f), 'utf8'))).join('\n');
+  const source = ['webhook', 'sidecar'].flatMap((dir) => readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts')).map((f) => readFileSync(join(ROOT, dir, f), 'utf8'))).join('\n');
 
   const alerts = rule.spec.groups.flatMap((g) => g.rules);
   const names = alerts.map((r) => r.alert);

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { preStopDeadlineMs } from '../common/budget.js';
-import type { HandlerSpec } from '../common/spec.js';
+import type { CommonFields, HandlerSpec } from '../common/spec.js';
 import { capMask, capNames } from '../sidecar/caps.js';
 import { EnvError, loadSidecarEnv } from '../sidecar/env.js';
 import { planExec } from '../sidecar/handlers.js';
@@ -72,7 +72,7 @@ test('containerProcesses and chooseMain: marker, zombies, our own descendants; t
   assert.deepEqual(chooseMain([e(10, 0, 100, 'app'), e(40, 0, 500, 'app')]).conflict?.map((p) => p.pid), [10, 40]);
 });
 
-const h = (over: Partial<HandlerSpec> = {}): HandlerSpec => ({ sleep: { seconds: 0 }, timeoutSeconds: 5, retries: 0, retryDelaySeconds: 1, continueOnError: false, ...over }) as HandlerSpec;
+const h = (over: Partial<CommonFields> = {}): HandlerSpec => ({ kind: 'sleep', action: { seconds: 0 }, timeoutSeconds: 5, retries: 0, retryDelaySeconds: 1, continueOnError: false, ...over });
 
 test('retry schedule doubles from retryDelaySeconds, matching the admission budget', () => {
   assert.deepEqual(retrySchedule(h({ retries: 4, retryDelaySeconds: 1 })), [1000, 2000, 4000, 8000]);

@@ -2,15 +2,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { V1Container } from '@kubernetes/client-node';
-import { HookSpecError, MAX_COLLECTED_PROBLEMS, normaliseHooks, parseSpecJson, HANDLER_KINDS, type ParseContext } from '../common/spec.js';
-import { parseHooksText } from '../webhook/hooks-text.js';
+import { HookSpecError, MAX_COLLECTED_PROBLEMS, normaliseHooks, parseSpecJson, specJson, type ParseContext } from '../common/spec.js';
+import { parseHooksText } from '../webhook/core/hooks-text.js';
+import { handlerPolicy } from '../webhook/core/policy.js';
 import { checkPreStopBudget, preStopDeadlineMs, worstCaseSeconds } from '../common/budget.js';
 
 const containers: V1Container[] = [
   { name: 'app', image: 'x', ports: [{ name: 'http', containerPort: 8080 }] },
   { name: 'side', image: 'y' },
 ];
-const ctx: ParseContext = { containers, defaults: { timeoutSeconds: 30, shutdownSeconds: 5 }, allowedHandlers: HANDLER_KINDS };
+const ctx: ParseContext = { containers, defaults: { timeoutSeconds: 30, shutdownSeconds: 5 } };
 
 function parse(text: string, c: ParseContext = ctx) {
   return normaliseHooks(parseHooksText(text), c);
@@ -114,8 +115,8 @@ test('the message is bounded: 20 errors spelled out, then how many more; errors 
 });
 
 test('an admission denial lists every problem, bounded, with no change to the admission code', async () => {
-  const { reviewAdmission } = await import('../webhook/admission.js');
-  const { defaultConfig } = await import('../webhook/config.js');
+  const { reviewAdmission } = await import('../webhook/core/admission.js');
+  const { defaultConfig } = await import('../webhook/core/config.js');
   const items = Array.from({ length: 25 }, (_, i) => `{sleep: {seconds: -${i + 1}}}`).join(', ');
   const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', annotations: { 'hook-runner.dev/hooks': `app: {preStop: [${items}]}` } }, spec: { containers: [{ name: 'app', image: 'x' }] } };
   const body = { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u', kind: { group: '', version: 'v1', kind: 'Pod' }, resource: { group: '', version: 'v1', resource: 'pods' }, operation: 'CREATE', namespace: 'd', object: pod } };
@@ -143,7 +144,7 @@ test('checking stops at 100 problems: thousands of unknown keys in 64 KiB cost n
 });
 
 test('validation: a handler kind the config does not allow is refused with the allowed list', () => {
-  const msg = errorOf('app: {postStart: [{exec: {command: [x]}}]}', { ...ctx, allowedHandlers: ['http', 'sleep'] });
+  const msg = errorOf('app: {postStart: [{exec: {command: [x]}}]}', { ...ctx, policy: handlerPolicy(['http', 'sleep']) });
   assert.equal(msg, "hook-runner.dev/hooks: app.postStart[0].exec: handler kind exec is not allowed by this cluster's hook-runner configuration (allowed: http, sleep)");
 });
 
@@ -159,7 +160,9 @@ test('validation: an oversize annotation is refused with its size', () => {
 
 test('normalises: defaults filled, named ports resolved, JSON accepted, signal names canonical', () => {
   const spec = parse('{"app": {"postStart": [{"httpGet": {"port": "http"}}], "preStop": [{"signal": {"name": "quit"}}, {"http": {"method": "post", "path": "/d", "port": 8080, "headers": {"A": "1"}}}]}}');
-  assert.deepEqual(spec.app, {
+  assert.deepEqual(spec.app!.postStart[0], { kind: 'httpGet', action: { path: '/', port: 8080, host: '127.0.0.1', scheme: 'HTTP', httpHeaders: [] }, timeoutSeconds: 30, retries: 0, retryDelaySeconds: 1, continueOnError: false });
+  // HOOK_RUNNER_SPEC keeps the wire form (the action under its kind's key) that sidecars of every version read.
+  assert.deepEqual(JSON.parse(specJson(spec)).app, {
     shutdownSeconds: 5,
     postStart: [{ httpGet: { path: '/', port: 8080, host: '127.0.0.1', scheme: 'HTTP', httpHeaders: [] }, timeoutSeconds: 30, retries: 0, retryDelaySeconds: 1, continueOnError: false }],
     preStop: [
@@ -171,7 +174,7 @@ test('normalises: defaults filled, named ports resolved, JSON accepted, signal n
 
 test('the normalised spec round-trips through the sidecar parser unchanged', () => {
   const spec = parse('app: {shutdownSeconds: 3, postStart: [{exec: {command: [a, ""]}, retries: 2}], preStop: [{tcpSocket: {port: http}}, {sleep: {seconds: 0.5}}]}');
-  assert.deepEqual(parseSpecJson(JSON.stringify(spec)), spec);
+  assert.deepEqual(parseSpecJson(specJson(spec)), spec);
 });
 
 test('sidecar parser refuses named ports and bad JSON with the variable name', () => {
@@ -205,5 +208,5 @@ test('sleep timeouts: an unset timeout outlasts the sleep (full length); an expl
   assert.equal(worstCaseSeconds(spec.app!.preStop[0]!), 55);
   assert.equal(worstCaseSeconds(spec.app!.preStop[2]!), 10);
   // The sidecar reads the normalised spec back unchanged.
-  assert.deepEqual(parseSpecJson(JSON.stringify(spec)), spec);
+  assert.deepEqual(parseSpecJson(specJson(spec)), spec);
 });

@@ -25,7 +25,7 @@ import {
   webhookServingNames,
   type PemPair,
   type TlsProvider,
-} from '../webhook/tls.js';
+} from '../webhook/cluster/tls.js';
 import { memoryLogger, peerCertificate, waitFor } from './support/https.js';
 import { assertAllOk, goCertCheck } from './go/certcheck.js';
 import { legacyGoUnparseableBundle } from './go/fixtures.js';

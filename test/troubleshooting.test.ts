@@ -25,14 +25,14 @@ function unionLiterals(src: string, typeName: string): string[] {
 }
 
 test('every skip and denial reason of the webhook is explained', () => {
-  const mutate = read('webhook', 'mutate.ts');
-  const admission = read('webhook', 'admission.ts');
+  const mutate = read('webhook', 'core', 'mutate.ts');
+  const admission = read('webhook', 'core', 'admission.ts');
   const skips = unionLiterals(mutate, 'SkipReason');
   const notPod = /function isPodCreate\([^)]*\): ([^{]+)\{/.exec(admission);
-  assert.ok(notPod, 'isPodCreate in webhook/admission.ts');
+  assert.ok(notPod, 'isPodCreate in webhook/core/admission.ts');
   const requestSkips = [...notPod[1]!.matchAll(/'([^']+)'/g)].map((x) => x[1]!).filter((r) => r !== 'pod');
   const denial = /e instanceof HookSpecError \? '([a-z-]+)' : '([a-z-]+)'/.exec(admission);
-  assert.ok(denial, 'the denial reasons in webhook/admission.ts');
+  assert.ok(denial, 'the denial reasons in webhook/core/admission.ts');
   const all = [...skips, ...requestSkips, denial[1]!, denial[2]!];
   assert.ok(all.length >= 7, `found ${all.join(', ')}`);
   for (const r of ['no-hooks', 'opted-out', 'already-injected', 'not-a-pod', 'not-create']) assert.ok(all.includes(r), `the code still has ${r}`);
@@ -110,9 +110,9 @@ test('every failure message of the sidecar (hook errors, reasons, refused calls)
 });
 
 test('every unsupported-pod case of the webhook is in the table', () => {
-  const src = read('webhook', 'mutate.ts');
+  const src = read('webhook', 'core', 'mutate.ts');
   const paths = [...src.matchAll(/new MutationError\(\s*(['`])/g)].map((m) => literalAt(src, m.index + m[0].length - 1));
-  assert.ok(paths.length >= 4, `MutationError calls in webhook/mutate.ts: ${paths.length}`);
+  assert.ok(paths.length >= 4, `MutationError calls in webhook/core/mutate.ts: ${paths.length}`);
   const missing = paths.filter((p) => !messagePattern(p).test(flat));
   assert.deepEqual(missing, []);
 });

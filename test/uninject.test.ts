@@ -11,10 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import { ANNOTATION_STATUS, ENV_MARKER } from '../common/names.js';
-import { defaultConfig, parseConfig, type Config } from '../webhook/config.js';
-import { formatYaml, injectDocuments, parseDocuments } from '../webhook/inject.js';
-import { mutatePod, type ResolvedMode } from '../webhook/mutate.js';
-import { UninjectError, uninjectDocuments, uninjectPod } from '../webhook/uninject.js';
+import { defaultConfig, parseConfig, type Config } from '../webhook/core/config.js';
+import { formatYaml, injectDocuments, parseDocuments } from '../webhook/core/inject.js';
+import { mutatePod, type ResolvedMode } from '../webhook/core/mutate.js';
+import { UninjectError, uninjectDocuments, uninjectPod } from '../webhook/core/uninject.js';
 
 const DIR = join(import.meta.dirname, 'golden');
 const CLI = join(import.meta.dirname, '..', 'dist', 'cli', 'main.js');

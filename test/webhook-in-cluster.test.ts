@@ -12,8 +12,8 @@ import type { V1Secret } from '@kubernetes/client-node';
 import { FakeApiServer } from './support/fake-apiserver.js';
 import { memoryLogger, request, waitFor } from './support/https.js';
 import { runWebhookCli } from '../webhook/cli.js';
-import { TLS_SECRET_NAME } from '../webhook/cert-bootstrap.js';
-import { applyPatch } from '../webhook/patch.js';
+import { TLS_SECRET_NAME } from '../webhook/cluster/cert-bootstrap.js';
+import { applyPatch } from '../webhook/core/patch.js';
 
 const NS = 'hook-runner-system';
 

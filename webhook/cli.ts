@@ -6,12 +6,12 @@
 import { writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
-import { packageVersion } from '../cli/version.js';
+import { packageVersion } from '../common/version.js';
 import { createLogger, type Logger } from '../common/logger.js';
-import type { ResolvedMode } from './admission.js';
-import { inClusterEnvironment } from './in-cluster-env.js';
-import type { InCluster } from './in-cluster.js';
-import { ConfigError, loadConfig, type Config } from './config.js';
+import type { ResolvedMode } from './core/admission.js';
+import { inClusterEnvironment } from './cluster/in-cluster-env.js';
+import type { InCluster } from './cluster/in-cluster.js';
+import { ConfigError, loadConfig, type Config } from './core/config.js';
 import { createWebhookMetrics } from './metrics.js';
 import { DEFAULT_SHUTDOWN_TIMEOUT_MS, formatHostPort, startWebhookServer, type ListenAddress } from './server.js';
 import {
@@ -23,7 +23,7 @@ import {
   staticTlsProvider,
   webhookServingNames,
   type TlsProvider,
-} from './tls.js';
+} from './cluster/tls.js';
 
 export const DEFAULT_LISTEN = '0.0.0.0:8443';
 /** After SIGTERM: time for the pod's removal from the Service endpoints to reach the API server. */
@@ -197,7 +197,7 @@ export async function runWebhookCli(argv: string[], ioIn: Partial<WebhookCliIo> 
   // a Secret and the caBundle. Loaded only there: @kubernetes/client-node takes a second to import.
   let cluster: InCluster | undefined;
   if (inClusterEnvironment()) {
-    const { startInCluster } = await import('./in-cluster.js');
+    const { startInCluster } = await import('./cluster/in-cluster.js');
     try {
       cluster = await startInCluster({ logger, config, namespace: serviceNamespace, serviceName, selfSigned });
     } catch (e) {

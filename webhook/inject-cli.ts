@@ -6,10 +6,10 @@
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadConfig, SIDECAR_MODES, type SidecarMode } from './config.js';
-import { InjectError, formatYaml, injectDocuments, parseDocumentsCollecting, type InjectedDocument, type ObjectReport } from './inject.js';
-import type { ResolvedMode } from './mutate.js';
-import { packageVersion } from '../cli/version.js';
+import { loadConfig, SIDECAR_MODES, type SidecarMode } from './core/config.js';
+import { InjectError, formatYaml, injectDocuments, parseDocumentsCollecting, type InjectedDocument, type ObjectReport } from './core/inject.js';
+import type { ResolvedMode } from './core/mutate.js';
+import { packageVersion } from '../common/version.js';
 
 const HELP = `Usage: hook-runner inject -f FILE|DIR|- [-f ...] [-R] [--config F] [-o yaml|json] [--sidecar-mode native|container]
 

@@ -7,10 +7,10 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from '../common/logger.js';
-import { BadReviewError, reviewAdmission, type AdmissionResult, type ResolvedMode, type ReviewOptions } from './admission.js';
-import type { Config } from './config.js';
+import { BadReviewError, reviewAdmission, type AdmissionResult, type ResolvedMode, type ReviewOptions } from './core/admission.js';
+import type { Config } from './core/config.js';
 import type { RejectReason, WebhookMetrics } from './metrics.js';
-import type { TlsProvider } from './tls.js';
+import type { TlsProvider } from './cluster/tls.js';
 
 /**
  * 3 MiB: the kube-apiserver refuses request bodies over 3 MiB itself, so no real AdmissionReview

@@ -6,7 +6,7 @@
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import forge from 'node-forge';
-import type { PemPair } from '../../webhook/tls.js';
+import type { PemPair } from '../../webhook/cluster/tls.js';
 
 const DAY_MS = 24 * 3600 * 1000;
 

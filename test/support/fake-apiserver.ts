@@ -18,7 +18,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import jsonpatch from 'fast-json-patch';
 import { KubeConfig } from '@kubernetes/client-node';
-import { makeSelfSignedBundle, type SelfSignedBundle } from '../../webhook/tls.js';
+import { makeSelfSignedBundle, type SelfSignedBundle } from '../../webhook/cluster/tls.js';
 
 export const FAKE_TOKEN = 'fake-apiserver-token';
 

@@ -7,10 +7,10 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
 import { ANNOTATION_HOOKS } from '../../../common/names.js';
-import { TLS_SECRET_NAME } from '../../../webhook/cert-bootstrap.js';
-import { DEFAULT_WEBHOOK_CONFIG_NAME } from '../../../webhook/in-cluster.js';
-import { SIDECAR_ROLEBINDING_NAME } from '../../../webhook/namespace-controller.js';
-import { DEFAULT_SERVICE_NAMESPACE } from '../../../webhook/tls.js';
+import { TLS_SECRET_NAME } from '../../../webhook/cluster/cert-bootstrap.js';
+import { DEFAULT_WEBHOOK_CONFIG_NAME } from '../../../webhook/cluster/in-cluster.js';
+import { SIDECAR_ROLEBINDING_NAME } from '../../../webhook/cluster/namespace-controller.js';
+import { DEFAULT_SERVICE_NAMESPACE } from '../../../webhook/cluster/tls.js';
 
 export interface Run {
   code: number | null;

@@ -30,13 +30,13 @@
  * `--service-namespace` (or POD_NAMESPACE), and the MutatingWebhookConfiguration name `hook-runner`.
  */
 import { KubeConfig } from '@kubernetes/client-node';
-import type { Logger } from '../common/logger.js';
+import type { Logger } from '../../common/logger.js';
 import { CertBootstrap, type CertBootstrapOptions } from './cert-bootstrap.js';
-import type { Config } from './config.js';
+import type { Config } from '../core/config.js';
 import { loadKubeConfig, makeClients } from './kube.js';
-import type { PodSecurityLevel, ResolvedMode } from './mutate.js';
+import type { PodSecurityLevel, ResolvedMode } from '../core/mutate.js';
 import { NamespaceController, type NamespaceControllerOptions } from './namespace-controller.js';
-import { detectSidecarMode } from './sidecar-mode.js';
+import { detectSidecarMode } from './detect-sidecar-mode.js';
 import type { TlsProvider } from './tls.js';
 
 export const DEFAULT_WEBHOOK_CONFIG_NAME = 'hook-runner';

@@ -5,9 +5,9 @@
  */
 import { createHash } from 'node:crypto';
 import type { V1ObjectMeta, V1Pod, V1PodSpec } from '@kubernetes/client-node';
-import { OFFLINE_TOKEN_PREFIX } from '../common/names.js';
+import { OFFLINE_TOKEN_PREFIX } from '../../common/names.js';
 import { Document, parse, parseAllDocuments, visit } from 'yaml';
-import { HookSpecError, isObj, type Obj } from '../common/spec.js';
+import { HookSpecError, isObj, type Obj } from '../../common/spec.js';
 import { yamlErrorText } from './hooks-text.js';
 import { MutationError, mutatePod, type MutateOptions, type SkipReason } from './mutate.js';
 

@@ -24,9 +24,9 @@
  * `stop()` only aborts a request it already holds), which leaves a watch running after shutdown.
  */
 import { Watch, type CoreV1Api, type KubeConfig, type RbacAuthorizationV1Api, type V1Namespace, type V1RoleBinding } from '@kubernetes/client-node';
-import { LABEL_NAMESPACE_INJECTION, NAMESPACE_INJECTION_ENABLED } from '../common/names.js';
-import type { Logger } from '../common/logger.js';
-import type { PodSecurityLevel } from './mutate.js';
+import { LABEL_NAMESPACE_INJECTION, NAMESPACE_INJECTION_ENABLED } from '../../common/names.js';
+import type { Logger } from '../../common/logger.js';
+import type { PodSecurityLevel } from '../core/mutate.js';
 import { LABEL_MANAGED_BY, MANAGED_BY_VALUE, backoffMs, callOptions, describeError, isManagedByUs, sleep, statusCode } from './kube.js';
 
 /** Name of the RoleBinding the webhook keeps in opted-in namespaces, and of the ClusterRole it binds. */

@@ -3,8 +3,8 @@
  * common/spec.ts so the sidecar, which reads JSON only, never loads the YAML parser at start-up.
  */
 import { isNode, isScalar, parseDocument, visit } from 'yaml';
-import { ANNOTATION_HOOKS } from '../common/names.js';
-import { HookSpecError } from '../common/spec.js';
+import { ANNOTATION_HOOKS } from '../../common/names.js';
+import { HookSpecError } from '../../common/spec.js';
 
 /** The annotation is bounded well below the API server's 256 KiB total annotation limit. */
 export const MAX_ANNOTATION_BYTES = 64 * 1024;

@@ -36,25 +36,25 @@ import {
   STATUS_VERSION,
   hookPath,
   type Phase,
-} from '../common/names.js';
+} from '../../common/names.js';
 import {
   HookSpecError,
   MAX_SECONDS,
-  handlerAction,
-  handlerKind,
   hasHooks,
   hooksOf,
-  nativeToAnnotationItem,
   normaliseHandler,
   normaliseHooks,
   setHooks,
+  specJson,
   type ContainerHooks,
   type HandlerSpec,
   type HookSpec,
   type ParseContext,
-} from '../common/spec.js';
-import { checkPreStopBudget } from '../common/budget.js';
+} from '../../common/spec.js';
+import { checkPreStopBudget } from '../../common/budget.js';
 import { deepFreeze, parseHooksText } from './hooks-text.js';
+import { nativeToAnnotationItem } from './native.js';
+import { handlerPolicy } from './policy.js';
 import type { Config } from './config.js';
 import { RESTRICTED_KINDS, capabilitiesFor, handlerKindsUsed, sidecarSecurityContext } from './security-context.js';
 
@@ -209,7 +209,7 @@ function tooManyHandlers(count: number, source: string): HookSpecError {
 /** The hooks of the pod: annotation and adopted native lifecycle handlers, normalised. */
 export function collectHooks(pod: V1Pod, config: Config): CollectedHooks {
   const containers = pod.spec?.containers ?? [];
-  const ctx: ParseContext = { containers, defaults: config.defaults, allowedHandlers: config.allowedHandlers, allowedHosts: config.allowedHosts };
+  const ctx: ParseContext = { containers, defaults: config.defaults, policy: handlerPolicy(config.allowedHandlers, config.allowedHosts) };
   const text = pod.metadata?.annotations?.[ANNOTATION_HOOKS];
   // A copy of the top level: containers' hooks are replaced below, never changed in place.
   const spec: HookSpec = text === undefined ? {} : { ...normaliseCached(text, ctx, config) };
@@ -225,7 +225,7 @@ export function collectHooks(pod: V1Pod, config: Config): CollectedHooks {
       if (++count > MAX_HANDLERS) throw tooManyHandlers(count, hooksSource(pod));
       const declared = hooksOf(spec, c.name)?.[phase] ?? [];
       const adopted = adoptNative(c.name, phase, native, ctx);
-      if (handlerKind(adopted) !== 'sleep') unbounded.add(adopted);
+      if (adopted.kind !== 'sleep') unbounded.add(adopted);
       const hooks: ContainerHooks = { ...(hooksOf(spec, c.name) ?? { shutdownSeconds: config.defaults.shutdownSeconds, postStart: [], preStop: [] }) };
       hooks[phase] = [adopted, ...declared];
       setHooks(spec, c.name, hooks);
@@ -247,8 +247,8 @@ function sleepCutWarnings(spec: HookSpec): string[] {
   for (const [name, hooks] of Object.entries(spec)) {
     for (const phase of PHASES) {
       hooks[phase].forEach((h, i) => {
-        if (handlerKind(h) !== 'sleep') return;
-        const seconds = (handlerAction(h) as { seconds: number }).seconds;
+        if (h.kind !== 'sleep') return;
+        const seconds = h.action.seconds;
         if (seconds > 0 && h.timeoutSeconds <= seconds) {
           out.push(
             `container ${name}: ${ANNOTATION_HOOKS} ${name}.${phase}[${i}] sleeps ${seconds}s but sets timeoutSeconds ${h.timeoutSeconds}: ` +
@@ -271,7 +271,7 @@ function adoptNative(container: string, phase: Phase, native: V1LifecycleHandler
   const item = nativeToAnnotationItem(native);
   if (!item) throw new HookSpecError(phase, 'has no exec, httpGet, sleep or tcpSocket handler that hook-runner can adopt', source);
   const h = normaliseHandler(phase, { ...item, timeoutSeconds: MAX_SECONDS }, container, { ...ctx, source });
-  if (handlerKind(h) === 'sleep') h.timeoutSeconds = Math.min(MAX_SECONDS, Math.ceil((handlerAction(h) as { seconds: number }).seconds) + 1);
+  if (h.kind === 'sleep') h.timeoutSeconds = Math.min(MAX_SECONDS, Math.ceil(h.action.seconds) + 1);
   return h;
 }
 
@@ -400,7 +400,7 @@ function sidecarContainer(spec: HookSpec, podSpec: V1PodSpec, opts: MutateOption
     args: ['sidecar'],
     ports: [{ containerPort: port, protocol: 'TCP' }],
     env: [
-      env(ENV_SPEC, JSON.stringify(spec)),
+      env(ENV_SPEC, specJson(spec)),
       env(ENV_TOKEN, token),
       env(ENV_PORT, String(port)),
       env(ENV_GRACE_SECONDS, String(graceSeconds(podSpec))),
@@ -528,7 +528,7 @@ function checkPodSecurity(spec: HookSpec, ps: { namespace: string; level: PodSec
   for (const [name, hooks] of Object.entries(spec)) {
     for (const phase of PHASES) {
       hooks[phase].forEach((h, i) => {
-        const kind = handlerKind(h);
+        const kind = h.kind;
         if (kind !== 'exec' && kind !== 'signal') return;
         const caps = capabilitiesFor(new Set([kind]));
         throw new HookSpecError(

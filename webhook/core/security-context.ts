@@ -8,7 +8,7 @@
  * target's file tree through /proc/PID/root instead of its mount namespace.
  */
 import type { V1SecurityContext } from '@kubernetes/client-node';
-import { handlerKind, type HandlerKind, type HookSpec } from '../common/spec.js';
+import type { HandlerKind, HookSpec } from '../../common/spec.js';
 
 /** Read another uid's /proc/PID/environ to find a container's processes: environ is 0400 and ptrace-guarded. */
 export const CAPS_FIND = ['SYS_PTRACE', 'DAC_READ_SEARCH'] as const;
@@ -29,7 +29,7 @@ export const RESTRICTED_KINDS: readonly HandlerKind[] = ['httpGet', 'http', 'sle
 
 export function handlerKindsUsed(spec: HookSpec): Set<HandlerKind> {
   const kinds = new Set<HandlerKind>();
-  for (const hooks of Object.values(spec)) for (const h of [...hooks.postStart, ...hooks.preStop]) kinds.add(handlerKind(h));
+  for (const hooks of Object.values(spec)) for (const h of [...hooks.postStart, ...hooks.preStop]) kinds.add(h.kind);
   return kinds;
 }
 

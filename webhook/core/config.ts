@@ -6,8 +6,9 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import type { V1ResourceRequirements } from '@kubernetes/client-node';
-import { DEFAULT_SIDECAR_PORT } from '../common/names.js';
-import { DEFAULT_ALLOWED_HOSTS, HANDLER_KINDS, type HandlerKind, isObj, type Obj } from '../common/spec.js';
+import { DEFAULT_SIDECAR_PORT } from '../../common/names.js';
+import { HANDLER_KINDS, type HandlerKind, isObj, type Obj } from '../../common/spec.js';
+import { DEFAULT_ALLOWED_HOSTS } from './policy.js';
 
 export type SidecarMode = 'auto' | 'native' | 'container';
 export const SIDECAR_MODES: readonly SidecarMode[] = ['auto', 'native', 'container'];
@@ -22,7 +23,7 @@ export interface Config {
   };
   defaults: { timeoutSeconds: number; shutdownSeconds: number };
   allowedHandlers: HandlerKind[];
-  /** Hosts that http, httpGet and tcpSocket handlers may name (see {@link hostAllowed}). */
+  /** Hosts that http, httpGet and tcpSocket handlers may name (see `hostAllowed` in policy.ts). */
   allowedHosts: string[];
   /** Adopt native lifecycle blocks of pods without the hooks annotation (opt-in, DESIGN §4). */
   adoptNativeHooks: boolean;

@@ -6,8 +6,8 @@
  * annotation pass through unchanged; `uninject(inject(x))` equals `x`.
  */
 import type { V1Container, V1Lifecycle, V1Pod, V1PodSpec } from '@kubernetes/client-node';
-import { ANNOTATION_STATUS, ENV_MARKER, PHASES, SIDECAR_CONTAINER_NAME, hookPath } from '../common/names.js';
-import { isObj } from '../common/spec.js';
+import { ANNOTATION_STATUS, ENV_MARKER, PHASES, SIDECAR_CONTAINER_NAME, hookPath } from '../../common/names.js';
+import { isObj } from '../../common/spec.js';
 import { documentLabel, templateOf } from './inject.js';
 import type { InjectionStatus } from './mutate.js';
 

@@ -4,7 +4,7 @@
  * a pod the mutation refuses becomes a denial with status code 400 and the located message.
  */
 import type { V1Pod } from '@kubernetes/client-node';
-import { HookSpecError, isObj, type Obj } from '../common/spec.js';
+import { HookSpecError, isObj, type Obj } from '../../common/spec.js';
 import type { Config } from './config.js';
 import { MutationError, mutatePod, type MutateOptions, type PodSecurityLevel, type ResolvedMode } from './mutate.js';
 import { computePatch } from './patch.js';
