@@ -10,7 +10,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { packageVersion } from '../common/version.js';
-import { createLogger } from '../common/logger.js';
+import { createLogger } from '../webhook/logger.js';
 import { defaultConfig } from '../webhook/core/config.js';
 import { createWebhookMetrics } from '../webhook/metrics.js';
 import { startWebhookServer } from '../webhook/server.js';

@@ -1,5 +1,5 @@
 /**
- * The sidecar's logger: the same JSON lines as the webhook's pino logger (`common/logger.ts`:
+ * The sidecar's logger: the same JSON lines as the webhook's pino logger (`webhook/logger.ts`:
  * `level` label, ISO `time`, `name`, the data fields, `msg`), written synchronously to stdout
  * with node builtins only. pino and its stand-ins in the bundle cost start time and memory in
  * every hooked pod for what is one `JSON.stringify` and one write (docs/design-decisions.md).

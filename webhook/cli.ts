@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { packageVersion } from '../common/version.js';
-import { createLogger, type Logger } from '../common/logger.js';
+import { createLogger, type Logger } from './logger.js';
 import type { ResolvedMode } from './core/admission.js';
 import { inClusterEnvironment } from './cluster/in-cluster-env.js';
 import type { InCluster } from './cluster/in-cluster.js';

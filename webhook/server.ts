@@ -6,7 +6,7 @@
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import type { Logger } from '../common/logger.js';
+import type { Logger } from './logger.js';
 import { BadReviewError, reviewAdmission, type AdmissionResult, type ResolvedMode, type ReviewOptions } from './core/admission.js';
 import type { Config } from './core/config.js';
 import type { RejectReason, WebhookMetrics } from './metrics.js';

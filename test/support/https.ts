@@ -5,7 +5,7 @@
 import https from 'node:https';
 import tls from 'node:tls';
 import type { IncomingHttpHeaders } from 'node:http';
-import { createLogger, type Logger } from '../../common/logger.js';
+import { createLogger, type Logger } from '../../webhook/logger.js';
 
 export interface Reply {
   status: number;

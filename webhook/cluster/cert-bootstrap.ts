@@ -32,7 +32,7 @@
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { AdmissionregistrationV1Api, CoreV1Api, V1MutatingWebhookConfiguration, V1Secret } from '@kubernetes/client-node';
-import type { Logger } from '../../common/logger.js';
+import type { Logger } from 'pino';
 import { JSON_PATCH, LABEL_MANAGED_BY, MANAGED_BY_VALUE, backoffMs, callOptions, describeError, sleep, statusCode } from './kube.js';
 import { BACKDATE_MS, TLS_CONTEXT_DEFAULTS, certInfo, goX509Problem, issueServingCert, makeCa, type CertInfo, type TlsProvider } from './tls.js';
 

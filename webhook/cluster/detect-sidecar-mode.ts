@@ -4,7 +4,7 @@
  * warning when it cannot tell.
  */
 import type { VersionApi } from '@kubernetes/client-node';
-import type { Logger } from '../../common/logger.js';
+import type { Logger } from 'pino';
 import type { SidecarMode } from '../core/config.js';
 import type { ResolvedMode } from '../core/mutate.js';
 import { modeForVersion, parseKubeVersion, type KubeVersionFields } from '../core/sidecar-mode.js';

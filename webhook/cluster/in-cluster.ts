@@ -30,7 +30,7 @@
  * `--service-namespace` (or POD_NAMESPACE), and the MutatingWebhookConfiguration name `hook-runner`.
  */
 import { KubeConfig } from '@kubernetes/client-node';
-import type { Logger } from '../../common/logger.js';
+import type { Logger } from 'pino';
 import { CertBootstrap, type CertBootstrapOptions } from './cert-bootstrap.js';
 import type { Config } from '../core/config.js';
 import { loadKubeConfig, makeClients } from './kube.js';

@@ -25,7 +25,7 @@
  */
 import { Watch, type CoreV1Api, type KubeConfig, type RbacAuthorizationV1Api, type V1Namespace, type V1RoleBinding } from '@kubernetes/client-node';
 import { LABEL_NAMESPACE_INJECTION, NAMESPACE_INJECTION_ENABLED } from '../../common/names.js';
-import type { Logger } from '../../common/logger.js';
+import type { Logger } from 'pino';
 import type { PodSecurityLevel } from '../core/mutate.js';
 import { LABEL_MANAGED_BY, MANAGED_BY_VALUE, backoffMs, callOptions, describeError, isManagedByUs, sleep, statusCode } from './kube.js';
 

@@ -16,7 +16,7 @@ import { isIP } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { createSecureContext, type SecureContextOptions, type Server as TlsServer } from 'node:tls';
 import forge from 'node-forge';
-import type { Logger } from '../../common/logger.js';
+import type { Logger } from 'pino';
 
 /**
  * Settings every secure context of the server gets. `setSecureContext` replaces the whole context,
