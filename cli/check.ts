@@ -13,7 +13,7 @@ import { modeForVersion, parseKubeVersion, type KubeVersionFields } from '../web
 import { LABEL_POD_SECURITY_ENFORCE } from './explain.js';
 import type { Style } from './term.js';
 
-export type CheckStatus = 'ok' | 'warn' | 'fail';
+type CheckStatus = 'ok' | 'warn' | 'fail';
 
 export interface CheckResult {
   /** Stable id for scripts (`-o json`). */
@@ -43,8 +43,8 @@ export const INSTALL = {
 } as const;
 
 /** A certificate with less than this left fails the check; under {@link CERT_WARN_DAYS} it warns. */
-export const CERT_FAIL_DAYS = 7;
-export const CERT_WARN_DAYS = 30;
+const CERT_FAIL_DAYS = 7;
+const CERT_WARN_DAYS = 30;
 
 const DAY_MS = 86_400_000;
 
@@ -135,13 +135,13 @@ export function checkRbac(found: { kind: string; name: string; namespace?: strin
   return { id: 'rbac', status: 'ok', message: `RBAC objects present (${found.length}): ${found.map(name).join(', ')}` };
 }
 
-export function levelOfNamespace(ns: V1Namespace): PodSecurityLevel | undefined {
+function levelOfNamespace(ns: V1Namespace): PodSecurityLevel | undefined {
   const v = ns.metadata?.labels?.[LABEL_POD_SECURITY_ENFORCE];
   return v === 'privileged' || v === 'baseline' || v === 'restricted' ? v : undefined;
 }
 
 /** Handler kinds a namespace's Pod Security level lets the sidecar run. */
-export function allowedKinds(level: PodSecurityLevel | undefined): readonly string[] {
+function allowedKinds(level: PodSecurityLevel | undefined): readonly string[] {
   return level === 'baseline' || level === 'restricted' ? RESTRICTED_KINDS : HANDLER_KINDS;
 }
 

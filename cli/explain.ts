@@ -25,14 +25,14 @@ import { drawTimeline, secs } from './timeline.js';
 import type { Style } from './term.js';
 
 /** Namespaces the webhook configuration never selects, whatever their labels. */
-export const EXCLUDED_NAMESPACES = ['kube-system', 'hook-runner-system'];
+const EXCLUDED_NAMESPACES = ['kube-system', 'hook-runner-system'];
 export const LABEL_POD_SECURITY_ENFORCE = 'pod-security.kubernetes.io/enforce';
 /** Capabilities Pod Security "baseline" allows to be added (Kubernetes Pod Security Standards). */
-export const BASELINE_CAPABILITIES = ['AUDIT_WRITE', 'CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'MKNOD', 'NET_BIND_SERVICE', 'SETFCAP', 'SETGID', 'SETPCAP', 'SETUID', 'SYS_CHROOT'];
+const BASELINE_CAPABILITIES = ['AUDIT_WRITE', 'CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'MKNOD', 'NET_BIND_SERVICE', 'SETFCAP', 'SETGID', 'SETPCAP', 'SETUID', 'SYS_CHROOT'];
 
-export type InjectionState = 'injected' | 'would-inject' | 'skipped' | 'denied';
+type InjectionState = 'injected' | 'would-inject' | 'skipped' | 'denied';
 
-export interface HandlerView {
+interface HandlerView {
   index: number;
   kind: HandlerKind;
   /** One line: `sleep 5s`, `http POST http://127.0.0.1:8080/drain`, ... */
@@ -44,14 +44,14 @@ export interface HandlerView {
   worstCaseSeconds: number;
 }
 
-export interface ContainerView {
+interface ContainerView {
   name: string;
   shutdownSeconds: number;
   postStart: HandlerView[];
   preStop: HandlerView[];
 }
 
-export interface BudgetView {
+interface BudgetView {
   container: string;
   graceSeconds: number;
   /** Where the grace period comes from: a terminating pod's deletionGracePeriodSeconds wins, as in the kubelet. */
@@ -69,7 +69,7 @@ export interface BudgetView {
   fix?: string;
 }
 
-export interface SidecarView {
+interface SidecarView {
   runAsUser: number | undefined;
   capabilities: string[];
   /** Lowest Pod Security level the sidecar's securityContext passes. */
@@ -89,7 +89,7 @@ export interface LastReport {
   detail?: string;
 }
 
-export interface EventView {
+interface EventView {
   type: string;
   reason: string;
   count: number;
@@ -136,7 +136,7 @@ function url(scheme: string, host: string, port: number, path: string): string {
   return `${scheme.toLowerCase()}://${host.includes(':') ? `[${host}]` : host}:${port}${path}`;
 }
 
-export function describeAction(h: HandlerSpec): string {
+function describeAction(h: HandlerSpec): string {
   switch (h.kind) {
     case 'exec':
       return `exec ${h.action.command.map((s) => (/[\s"']/.test(s) || s === '' ? JSON.stringify(s) : s)).join(' ')}`;
@@ -170,7 +170,7 @@ function handlerView(h: HandlerSpec, index: number): HandlerView {
   };
 }
 
-export function budgetOf(container: string, hooks: HookSpec[string], graceSeconds: number, graceSource: BudgetView['graceSource'] = 'terminationGracePeriodSeconds'): BudgetView | undefined {
+function budgetOf(container: string, hooks: HookSpec[string], graceSeconds: number, graceSource: BudgetView['graceSource'] = 'terminationGracePeriodSeconds'): BudgetView | undefined {
   if (hooks.preStop.length === 0) return undefined;
   const b = checkPreStopBudget(hooks, graceSeconds);
   let start = 0;
@@ -206,7 +206,7 @@ export function budgetOf(container: string, hooks: HookSpec[string], graceSecond
 }
 
 /** What the sidecar's securityContext needs from Pod Security, from the container itself. */
-export function sidecarView(c: V1Container): SidecarView {
+function sidecarView(c: V1Container): SidecarView {
   const sc = c.securityContext ?? {};
   const caps = sc.capabilities?.add ?? [];
   const outside = caps.filter((x) => !BASELINE_CAPABILITIES.includes(x));
@@ -381,7 +381,7 @@ const STATE_WORD: Record<InjectionState, string> = { injected: 'yes', 'would-inj
 
 export function renderExplanation(x: Explanation, style: Style): string {
   const l: string[] = [];
-  l.push(style.bold(`${x.kind} ${x.namespace ? `${x.namespace}/` : ''}${x.name}`) + `  (${x.source})`);
+  l.push(`${style.bold(`${x.kind} ${x.namespace ? `${x.namespace}/` : ''}${x.name}`)}  (${x.source})`);
   const inj = x.injection;
   const word = STATE_WORD[inj.state];
   const colourWord = inj.state === 'denied' ? style.red(word) : word === 'yes' ? style.green(word) : style.yellow(word);

@@ -11,9 +11,9 @@
 import type { Style } from './term.js';
 
 /** The kubelet gives a container at least this long after PreStop (`minimumGracePeriodInSeconds`). */
-export const KUBELET_MIN_AFTER_PRESTOP_SECONDS = 2;
+const KUBELET_MIN_AFTER_PRESTOP_SECONDS = 2;
 
-export interface TimelineHandler {
+interface TimelineHandler {
   label: string;
   startSeconds: number;
   worstCaseSeconds: number;

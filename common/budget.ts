@@ -18,7 +18,7 @@ export function worstCaseSeconds(h: HandlerSpec): number {
 }
 
 /** Worst case of a whole preStop list, run in order. */
-export function preStopWorstCaseSeconds(hooks: ContainerHooks): number {
+function preStopWorstCaseSeconds(hooks: ContainerHooks): number {
   return hooks.preStop.reduce((sum, h) => sum + worstCaseSeconds(h), 0);
 }
 

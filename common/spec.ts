@@ -11,13 +11,13 @@ import { ANNOTATION_HOOKS, PHASES, type Phase } from './names.js';
 export const HANDLER_KINDS = ['exec', 'httpGet', 'http', 'sleep', 'signal', 'tcpSocket'] as const;
 export type HandlerKind = (typeof HANDLER_KINDS)[number];
 
-export interface Header {
+interface Header {
   name: string;
   value: string;
 }
-export type Scheme = 'HTTP' | 'HTTPS';
+type Scheme = 'HTTP' | 'HTTPS';
 
-export interface ExecAction {
+interface ExecAction {
   command: string[];
 }
 export interface HttpGetAction {
@@ -36,7 +36,7 @@ export interface HttpAction {
   headers: Header[];
   body?: string;
 }
-export interface SleepAction {
+interface SleepAction {
   seconds: number;
 }
 export interface SignalAction {
@@ -56,7 +56,7 @@ export interface CommonFields {
 }
 
 /** A handler's kind and its action: switch on `kind` and `action` has that kind's type. */
-export type HandlerAction =
+type HandlerAction =
   | { kind: 'exec'; action: ExecAction }
   | { kind: 'httpGet'; action: HttpGetAction }
   | { kind: 'http'; action: HttpAction }
@@ -80,14 +80,14 @@ export interface ContainerHooks {
 /** Normalised hooks of every hooked container, keyed by container name. */
 export type HookSpec = Record<string, ContainerHooks>;
 
-export interface SpecDefaults {
+interface SpecDefaults {
   timeoutSeconds: number;
   shutdownSeconds: number;
 }
 
 export const DEFAULT_HOST = '127.0.0.1';
 /** Upper bounds that keep a typo (`retries: 1000`) from turning into an hour-long hook. */
-export const MAX_RETRIES = 20;
+const MAX_RETRIES = 20;
 export const MAX_SECONDS = 24 * 3600;
 
 /** One problem found in a hooks annotation: where (`app.preStop[1].httpGet.port`) and what. */
@@ -100,7 +100,7 @@ export interface SpecProblem {
  * At most this many problems are spelled out in an error's message, so an admission denial stays
  * readable; {@link HookSpecError.errors} keeps them all.
  */
-export const MAX_REPORTED_PROBLEMS = 20;
+const MAX_REPORTED_PROBLEMS = 20;
 /**
  * Checking stops at this many problems: a hostile 64 KiB annotation (thousands of unknown keys)
  * must not buy a second of CPU per admission request.
@@ -220,7 +220,7 @@ function editDistance(a: string, b: string): number {
  * `httpGet`), or undefined when none is close: at most 1 edit for names of up to 4 letters, 2 up
  * to 6, 3 beyond.
  */
-export function closestName(input: string, candidates: readonly string[]): string | undefined {
+function closestName(input: string, candidates: readonly string[]): string | undefined {
   if (input.length > 64) return undefined;
   let best: string | undefined;
   let bestDistance = Infinity;
@@ -600,7 +600,7 @@ export function parseSpecJson(text: string, source = 'HOOK_RUNNER_SPEC'): HookSp
 }
 
 /** One handler in its wire form: the action under its kind's key, then the common fields. */
-export function handlerToWire(h: HandlerSpec): Obj {
+function handlerToWire(h: HandlerSpec): Obj {
   return { [h.kind]: h.action, timeoutSeconds: h.timeoutSeconds, retries: h.retries, retryDelaySeconds: h.retryDelaySeconds, continueOnError: h.continueOnError };
 }
 

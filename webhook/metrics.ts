@@ -5,7 +5,7 @@
  */
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-export type AdmissionOutcomeLabel = 'injected' | 'rekeyed' | 'skipped' | 'denied';
+type AdmissionOutcomeLabel = 'injected' | 'rekeyed' | 'skipped' | 'denied';
 
 /** Why a request never reached the admission logic (it got an HTTP error instead of a review). */
 export type RejectReason = 'malformed' | 'too-large' | 'unsupported-encoding' | 'not-found' | 'method-not-allowed' | 'internal';
@@ -21,7 +21,7 @@ export interface WebhookMetrics {
 /** Reasons are single greppable words from the admission logic; anything else is folded so a bug cannot explode label cardinality. */
 const REASON_RE = /^[a-z][a-z0-9-]{0,47}$/;
 
-export function reasonLabel(reason: string | undefined): string {
+function reasonLabel(reason: string | undefined): string {
   if (reason === undefined || reason === '') return 'none';
   return REASON_RE.test(reason) ? reason : 'other';
 }

@@ -18,19 +18,19 @@ import type { TlsProvider } from './cluster/tls.js';
  */
 export const DEFAULT_BODY_LIMIT_BYTES = 3 * 1024 * 1024;
 
-export const ROUTES = ['POST /mutate', 'GET /healthz', 'GET /readyz', 'GET /metrics'] as const;
+const ROUTES = ['POST /mutate', 'GET /healthz', 'GET /readyz', 'GET /metrics'] as const;
 
 /** Shared between the app (readiness, Connection: close) and the server (drain on shutdown). */
-export interface ServerState {
+interface ServerState {
   /** Set when shutdown begins: /readyz fails so endpoints drop us, and connections are not kept alive. */
   draining: boolean;
   /** Requests being answered now. */
   inFlight: number;
 }
 
-export type ReviewFn = (body: unknown, opts: ReviewOptions) => AdmissionResult;
+type ReviewFn = (body: unknown, opts: ReviewOptions) => AdmissionResult;
 
-export interface WebhookAppOptions {
+interface WebhookAppOptions {
   config: Config;
   mode: ResolvedMode;
   /** The root logger; the server logs through a child with `component: webhook`. */
@@ -74,7 +74,7 @@ function denialMessage(review: object): string | undefined {
   return typeof msg === 'string' ? msg : undefined;
 }
 
-export function createWebhookApp(opts: WebhookAppOptions): express.Express {
+function createWebhookApp(opts: WebhookAppOptions): express.Express {
   const { config, mode, metrics } = opts;
   const log = opts.logger.child({ component: 'webhook' });
   const state: ServerState = opts.state ?? { draining: false, inFlight: 0 };
@@ -96,7 +96,7 @@ export function createWebhookApp(opts: WebhookAppOptions): express.Express {
     fail(res, 405, 'method-not-allowed', `method ${req.method} is not allowed on ${req.path}; use ${allow.split(', ').join(' or ')}`);
   };
 
-  app.use((req, res, next) => {
+  app.use((_req, res, next) => {
     res.locals.start = process.hrtime.bigint();
     if (state.draining) res.setHeader('Connection', 'close');
     state.inFlight++;
@@ -222,7 +222,7 @@ export function createWebhookApp(opts: WebhookAppOptions): express.Express {
   return app;
 }
 
-export interface ServerTimeouts {
+interface ServerTimeouts {
   /** Time to receive a request's headers. */
   headersTimeoutMs: number;
   /** Time to receive a whole request. The API server waits at most 30 s (timeoutSeconds' maximum). */
@@ -236,7 +236,7 @@ export interface ServerTimeouts {
   handshakeTimeoutMs: number;
 }
 
-export const DEFAULT_TIMEOUTS: ServerTimeouts = {
+const DEFAULT_TIMEOUTS: ServerTimeouts = {
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 30_000,
   keepAliveTimeoutMs: 95_000,
@@ -254,7 +254,7 @@ export interface StartWebhookServerOptions extends Omit<WebhookAppOptions, 'stat
   timeouts?: Partial<ServerTimeouts>;
 }
 
-export interface ShutdownOptions {
+interface ShutdownOptions {
   /**
    * Keep accepting this long after /readyz starts failing, while endpoint removal reaches the
    * API server; with failurePolicy Fail a refused connection would fail a pod creation.

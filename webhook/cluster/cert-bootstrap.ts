@@ -37,16 +37,16 @@ import { JSON_PATCH, LABEL_MANAGED_BY, MANAGED_BY_VALUE, backoffMs, callOptions,
 import { BACKDATE_MS, TLS_CONTEXT_DEFAULTS, certInfo, goX509Problem, issueServingCert, makeCa, type CertInfo, type TlsProvider } from './tls.js';
 
 export const TLS_SECRET_NAME = 'hook-runner-tls';
-export const SECRET_KEY_CERT = 'tls.crt';
-export const SECRET_KEY_KEY = 'tls.key';
-export const SECRET_KEY_CA = 'ca.crt';
-export const SECRET_KEY_CA_KEY = 'ca.key';
+const SECRET_KEY_CERT = 'tls.crt';
+const SECRET_KEY_KEY = 'tls.key';
+const SECRET_KEY_CA = 'ca.crt';
+const SECRET_KEY_CA_KEY = 'ca.key';
 
-export const DEFAULT_VALIDITY_DAYS = 365;
-export const DEFAULT_CA_VALIDITY_DAYS = 5 * 365;
+const DEFAULT_VALIDITY_DAYS = 365;
+const DEFAULT_CA_VALIDITY_DAYS = 5 * 365;
 /** Renew when less than this share of a certificate's validity is left. */
-export const DEFAULT_RENEW_FRACTION = 1 / 3;
-export const DEFAULT_CHECK_INTERVAL_MS = 60 * 60 * 1000;
+const DEFAULT_RENEW_FRACTION = 1 / 3;
+const DEFAULT_CHECK_INTERVAL_MS = 60 * 60 * 1000;
 
 const DAY_MS = 24 * 3600 * 1000;
 
@@ -65,7 +65,7 @@ export interface TlsMaterial {
 }
 
 /** PEM with LF line ends (node-forge writes CRLF), so equal material is equal text. */
-export function normalizePem(pem: string): string {
+function normalizePem(pem: string): string {
   return pem.replace(/\r\n/g, '\n');
 }
 
@@ -201,7 +201,7 @@ export function applyCertPlan(m: TlsMaterial | undefined, plan: Exclude<CertPlan
 /** A CA fit for a caBundle: Go reads it, it is a CA, and it has not expired (a CA "not yet valid" by our clock is another replica's skew, not junk). */
 function usableCa(pem: string, now: Date): X509Certificate | undefined {
   const c = x509(pem);
-  if (!c || !c.ca || goX509Problem(pem)) return undefined;
+  if (!c?.ca || goX509Problem(pem)) return undefined;
   return Date.parse(c.validTo) > now.getTime() ? c : undefined;
 }
 

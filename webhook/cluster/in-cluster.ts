@@ -29,7 +29,7 @@
  * Wiring (cli.ts, with `--self-signed` in a cluster): names from `--service-name`,
  * `--service-namespace` (or POD_NAMESPACE), and the MutatingWebhookConfiguration name `hook-runner`.
  */
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { CertBootstrap, type CertBootstrapOptions } from './cert-bootstrap.js';
 import type { Config } from '../core/config.js';

@@ -48,7 +48,7 @@ export function makeClients(kc: KubeConfig): KubeClients {
 }
 
 /** Default bound of one API call: the generated client has none, and a hung call would hang startup. */
-export const DEFAULT_CALL_TIMEOUT_MS = 15_000;
+const DEFAULT_CALL_TIMEOUT_MS = 15_000;
 
 /**
  * Per-call options: an abort timeout, and for patches the Content-Type that selects the patch

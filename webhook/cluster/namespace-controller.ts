@@ -33,7 +33,7 @@ import { LABEL_MANAGED_BY, MANAGED_BY_VALUE, backoffMs, callOptions, describeErr
 export const SIDECAR_ROLEBINDING_NAME = 'hook-runner-sidecar';
 export const SIDECAR_CLUSTERROLE_NAME = 'hook-runner-sidecar';
 /** Pod Security admission's enforce label. */
-export const LABEL_POD_SECURITY_ENFORCE = 'pod-security.kubernetes.io/enforce';
+const LABEL_POD_SECURITY_ENFORCE = 'pod-security.kubernetes.io/enforce';
 
 /** How long a watch request may take to get its response headers (the API server sends them at once). */
 const WATCH_SETUP_TIMEOUT_MS = 60_000;
@@ -52,7 +52,7 @@ export function podSecurityLevelOf(labels: Record<string, string> | undefined): 
 }
 
 /** Whether a namespace should have the sidecar RoleBinding: opted in and not being deleted. */
-export function wantsSidecarBinding(ns: V1Namespace | undefined): boolean {
+function wantsSidecarBinding(ns: V1Namespace | undefined): boolean {
   if (!ns) return false;
   if (ns.metadata?.deletionTimestamp || ns.status?.phase === 'Terminating') return false;
   return ns.metadata?.labels?.[LABEL_NAMESPACE_INJECTION] === NAMESPACE_INJECTION_ENABLED;
@@ -74,7 +74,7 @@ export function sidecarRoleBinding(namespace: string): V1RoleBinding {
 }
 
 /** Whether an existing binding grants what {@link sidecarRoleBinding} does (roleRef and subjects; labels aside). */
-export function roleBindingMatches(actual: V1RoleBinding, desired: V1RoleBinding): boolean {
+function roleBindingMatches(actual: V1RoleBinding, desired: V1RoleBinding): boolean {
   const r = actual.roleRef;
   if (r?.kind !== desired.roleRef.kind || r?.name !== desired.roleRef.name || r?.apiGroup !== desired.roleRef.apiGroup) return false;
   const key = (s: { kind: string; name: string; namespace?: string }) => `${s.kind}/${s.namespace ?? ''}/${s.name}`;

@@ -65,7 +65,7 @@ export interface KeyPair {
  * Checks that `cert` is a PEM certificate, `key` a PEM private key, and that they belong together.
  * `certSource`/`keySource` name them in errors (file paths, or "self-signed").
  */
-export function validateKeyPair(cert: Buffer, key: Buffer, certSource: string, keySource: string): KeyPair {
+function validateKeyPair(cert: Buffer, key: Buffer, certSource: string, keySource: string): KeyPair {
   let x509: X509Certificate;
   try {
     x509 = new X509Certificate(cert);

@@ -10,7 +10,7 @@ import { MutationError, mutatePod, type MutateOptions, type PodSecurityLevel, ty
 import { computePatch } from './patch.js';
 
 export type { ResolvedMode };
-export type Outcome = 'injected' | 'rekeyed' | 'skipped' | 'denied';
+type Outcome = 'injected' | 'rekeyed' | 'skipped' | 'denied';
 
 /**
  * The AdmissionResponse's audit annotations: one key per outcome, its value the containers or the
@@ -19,7 +19,7 @@ export type Outcome = 'injected' | 'rekeyed' | 'skipped' | 'denied';
  * another value: a pod we injected comes back `already-injected`, which must not rewrite the key
  * the first call set. So no two outcomes share a key.
  */
-export function auditAnnotations(outcome: Outcome, value: string): Record<string, string> {
+function auditAnnotations(outcome: Outcome, value: string): Record<string, string> {
   return { [outcome]: value };
 }
 
@@ -68,10 +68,10 @@ interface Request {
  * and diffing the pod recurse: a 100k-deep body would overflow the stack (a 500, and V8 may abort
  * the process on a later regexp compile near the stack limit).
  */
-export const MAX_JSON_DEPTH = 100;
+const MAX_JSON_DEPTH = 100;
 
 /** Nesting depth of parsed JSON, walked without recursion; stops once past `limit`. */
-export function jsonDepth(v: unknown, limit = MAX_JSON_DEPTH): number {
+function jsonDepth(v: unknown, limit = MAX_JSON_DEPTH): number {
   let max = 0;
   const stack: Array<[unknown, number]> = [[v, 1]];
   while (stack.length) {

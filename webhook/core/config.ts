@@ -33,13 +33,13 @@ export interface Config {
 }
 
 /** `auto`: the node's addresses, the pod's default gateway and loopback; `any`; or a list of CIDRs. */
-export type HookCallers = 'auto' | 'any' | string[];
+type HookCallers = 'auto' | 'any' | string[];
 
 /**
  * A CIDR (`10.0.0.0/8`, `fd00::/8`) or a single address (taken as /32 or /128), in canonical
  * `address/prefix` form; undefined when it is neither.
  */
-export function parseCidr(text: string): string | undefined {
+function parseCidr(text: string): string | undefined {
   const m = /^([^/%\s]+)(?:\/([0-9]{1,3}))?$/.exec(text.trim());
   if (!m) return undefined;
   const family = isIP(m[1]!);

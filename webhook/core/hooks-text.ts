@@ -7,14 +7,14 @@ import { ANNOTATION_HOOKS } from '../../common/names.js';
 import { HookSpecError } from '../../common/spec.js';
 
 /** The annotation is bounded well below the API server's 256 KiB total annotation limit. */
-export const MAX_ANNOTATION_BYTES = 64 * 1024;
+const MAX_ANNOTATION_BYTES = 64 * 1024;
 
 /**
  * The schema nests 8 levels at most. The YAML parser recurses per level: 64 KiB of `- - - …` or
  * `[[[…` overflows the stack, and after one such overflow V8 may abort the whole process on its next
  * regexp compile (seen with yaml 2.x on Node 20). So nesting is bounded before parsing.
  */
-export const MAX_NESTING = 128;
+const MAX_NESTING = 128;
 
 /**
  * An upper bound of the text's nesting, without parsing. Per line: each indent column may open a
@@ -22,7 +22,7 @@ export const MAX_NESTING = 128;
  * open flow bracket 2 (`[a: [b: …]]` makes a map inside each list). Quotes are not tracked, so
  * brackets inside strings count too: the bound errs on the safe side.
  */
-export function nestingBound(text: string): number {
+function nestingBound(text: string): number {
   let flow = 0;
   let max = 0;
   for (const line of text.split('\n')) {

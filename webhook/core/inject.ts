@@ -29,7 +29,7 @@ const TEMPLATE_PATHS: Record<string, string[]> = {
 };
 
 /** What `inject` did with one object, in one greppable word (the webhook's words, plus one). */
-export type InjectOutcome = 'injected' | 'rekeyed' | SkipReason | 'not-a-pod-template';
+type InjectOutcome = 'injected' | 'rekeyed' | SkipReason | 'not-a-pod-template';
 
 /** One object's outcome, for the per-document lines on stderr (`deployment "web" injected`). */
 export interface ObjectReport {
@@ -98,7 +98,7 @@ export function templateOf(doc: Obj): { parent: Obj; key: string; template: Temp
  * (GitOps diffs stay quiet). Not a secret: the webhook replaces it with a random one when the pod is
  * created (outcome `rekeyed`).
  */
-export function offlineToken(doc: unknown): string {
+function offlineToken(doc: unknown): string {
   return OFFLINE_TOKEN_PREFIX + createHash('sha256').update(JSON.stringify(doc)).digest('hex').slice(0, 32);
 }
 
@@ -209,7 +209,7 @@ function readsAs(s: string, version: '1.1' | '1.2'): unknown {
  * `2001-12-14`, `0o17`, `~`, `<<`... Every such scalar starts with one of the characters below
  * and has none of YAML's flow or comment characters.
  */
-export function plainIsAmbiguous(s: string): boolean {
+function plainIsAmbiguous(s: string): boolean {
   if (s === '' || s.includes('\n') || !/^[-+.0-9~=<nNyYtTfFoO]/.test(s)) return false;
   // No boolean, number, date or null contains these; skipping them also keeps flow collections,
   // aliases and anchors (nesting and alias bombs hidden in a string) away from the parser.

@@ -114,7 +114,7 @@ export class MutationError extends Error {
   }
 }
 
-export function randomToken(): string {
+function randomToken(): string {
   return randomBytes(16).toString('hex');
 }
 
@@ -162,7 +162,7 @@ function normaliseCached(text: string, ctx: ParseContext, config: Config): HookS
  * adopts by default and the pod does not refuse (`"false"`). Labelling a namespace must not change
  * pods that asked for nothing (DESIGN §4).
  */
-export function adoptsNativeHooks(pod: V1Pod, config: Config): boolean {
+function adoptsNativeHooks(pod: V1Pod, config: Config): boolean {
   const annotations = pod.metadata?.annotations ?? {};
   const v = annotations[ANNOTATION_ADOPT_NATIVE];
   if (v !== undefined && v !== 'true' && v !== 'false') {
@@ -190,7 +190,7 @@ const MIN_HANDLER_SPEC_BYTES = JSON.stringify({ sleep: { seconds: 0 }, timeoutSe
  * More handlers than this can never fit in one environment string. Checked while adopting, before
  * the work grows with the pod: 3 MiB of containers with native blocks would be 40k handlers.
  */
-export const MAX_HANDLERS = Math.floor(MAX_ENV_STRING_BYTES / MIN_HANDLER_SPEC_BYTES);
+const MAX_HANDLERS = Math.floor(MAX_ENV_STRING_BYTES / MIN_HANDLER_SPEC_BYTES);
 
 /** Where the hooks of a pod come from, for messages about all of them: the annotation, or only adopted native blocks. */
 function hooksSource(pod: V1Pod): string {
@@ -458,7 +458,7 @@ function rewriteContainer(c: V1Container, hooks: ContainerHooks, port: number, t
  * Our share of ARG_MAX (all of argv and envp together): a quarter of the stack limit, 2 MiB under the
  * usual 8 MiB. Half of it is left to the image's ENV and the kubelet's service-link variables.
  */
-export const MAX_SIDECAR_EXEC_BYTES = 1024 * 1024;
+const MAX_SIDECAR_EXEC_BYTES = 1024 * 1024;
 
 /** Refuses a sidecar that could not start because its environment is too big (DESIGN §4). */
 function checkSidecarFitsExec(sidecar: V1Container, spec: HookSpec, source: string): void {

@@ -11,7 +11,7 @@ import type { V1SecurityContext } from '@kubernetes/client-node';
 import type { HandlerKind, HookSpec } from '../../common/spec.js';
 
 /** Read another uid's /proc/PID/environ to find a container's processes: environ is 0400 and ptrace-guarded. */
-export const CAPS_FIND = ['SYS_PTRACE', 'DAC_READ_SEARCH'] as const;
+const CAPS_FIND = ['SYS_PTRACE', 'DAC_READ_SEARCH'] as const;
 /**
  * exec: find + enter the target's root and cwd, become its uid/gid, kill the process group at
  * timeout; SETPCAP narrows a root command's bounding set to the target's own, so the command never
@@ -22,7 +22,7 @@ export const CAPS_EXEC = [...CAPS_FIND, 'SYS_CHROOT', 'SETUID', 'SETGID', 'KILL'
 export const CAPS_SIGNAL = [...CAPS_FIND, 'KILL'] as const;
 
 /** Uid of the sidecar when it needs no privilege (the distroless "nonroot" convention). */
-export const NONROOT_UID = 65532;
+const NONROOT_UID = 65532;
 
 /** Handler kinds that need nothing beyond Pod Security "restricted". */
 export const RESTRICTED_KINDS: readonly HandlerKind[] = ['httpGet', 'http', 'sleep', 'tcpSocket'];

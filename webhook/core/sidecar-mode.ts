@@ -7,7 +7,7 @@
 import type { ResolvedMode } from './mutate.js';
 
 /** First Kubernetes minor (of major 1) where the SidecarContainers feature is on by default (beta in 1.29, GA in 1.33). */
-export const NATIVE_SIDECAR_MIN = { major: 1, minor: 29 } as const;
+const NATIVE_SIDECAR_MIN = { major: 1, minor: 29 } as const;
 
 /** The `/version` fields we read (VersionInfo of @kubernetes/client-node). */
 export interface KubeVersionFields {
@@ -29,7 +29,7 @@ export function parseKubeVersion(v: KubeVersionFields): { major: number; minor: 
   const major = num(v.major);
   const minor = num(v.minor);
   if (major !== undefined && minor !== undefined) return { major, minor };
-  const g = /^v?(\d+)\.(\d+)(?:[.+\-]|$)/.exec((v.gitVersion ?? '').trim());
+  const g = /^v?(\d+)\.(\d+)(?:[.+-]|$)/.exec((v.gitVersion ?? '').trim());
   if (g) return { major: Number(g[1]), minor: Number(g[2]) };
   return undefined;
 }
