@@ -13,7 +13,7 @@ import { inClusterEnvironment } from './cluster/in-cluster-env.js';
 import type { InCluster } from './cluster/in-cluster.js';
 import { ConfigError, loadConfig, type Config } from './core/config.js';
 import { createWebhookMetrics } from './metrics.js';
-import { DEFAULT_SHUTDOWN_TIMEOUT_MS, formatHostPort, startWebhookServer, type ListenAddress } from './server.js';
+import { DEFAULT_SHUTDOWN_TIMEOUT_MS, formatHostPort, startWebhookServer, type ListenAddress, type WebhookServer } from './server.js';
 import {
   DEFAULT_SERVICE_NAME,
   DEFAULT_SERVICE_NAMESPACE,
@@ -112,17 +112,22 @@ function reachableHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
-export async function runWebhookCli(argv: string[], ioIn: Partial<WebhookCliIo> = {}): Promise<number> {
-  const io: WebhookCliIo = { stdout: process.stdout, stderr: process.stderr, ...ioIn };
-  const usage = (msg: string): number => {
-    io.stderr.write(`hook-runner webhook: ${msg}\nRun 'hook-runner webhook --help' for usage.\n`);
-    return 2;
-  };
-  const failure = (msg: string): number => {
-    io.stderr.write(`hook-runner webhook: ${msg}\n`);
-    return 1;
-  };
+/** The command line, checked. */
+interface WebhookFlags {
+  listen: ListenAddress;
+  certFile?: string;
+  keyFile?: string;
+  selfSigned: boolean;
+  caOut?: string;
+  serviceName?: string;
+  serviceNamespace?: string;
+  config?: string;
+  delaySeconds: number;
+  timeoutSeconds: number;
+}
 
+/** The flags, `help`, or the usage error to print. */
+function parseFlags(argv: string[]): WebhookFlags | 'help' | { usage: string } {
   let args;
   try {
     args = parseArgs({
@@ -145,108 +150,97 @@ export async function runWebhookCli(argv: string[], ioIn: Partial<WebhookCliIo> 
     }).values;
   } catch (e) {
     // parseArgs names the offending option ("Unknown option '--foo'").
-    return usage((e as Error).message);
+    return { usage: (e as Error).message };
   }
-  if (args.help) {
-    io.stdout.write(HELP);
-    return 0;
-  }
+  if (args.help) return 'help';
 
   const listen = parseListen(args.listen);
-  if (typeof listen === 'string') return usage(listen);
+  if (typeof listen === 'string') return { usage: listen };
+  const tlsProblem = tlsFlagsProblem(args);
+  if (tlsProblem) return { usage: tlsProblem };
+  const delaySeconds = parseSeconds('--shutdown-delay-seconds', args['shutdown-delay-seconds'], DEFAULT_SHUTDOWN_DELAY_SECONDS);
+  if (typeof delaySeconds === 'string') return { usage: delaySeconds };
+  const timeoutSeconds = parseSeconds('--shutdown-timeout-seconds', args['shutdown-timeout-seconds'], DEFAULT_SHUTDOWN_TIMEOUT_MS / 1000);
+  if (typeof timeoutSeconds === 'string') return { usage: timeoutSeconds };
+  return {
+    listen,
+    certFile: args['tls-cert-file'],
+    keyFile: args['tls-key-file'],
+    selfSigned: args['self-signed'],
+    caOut: args['ca-out'],
+    serviceName: args['service-name'],
+    serviceNamespace: args['service-namespace'],
+    config: args.config,
+    delaySeconds,
+    timeoutSeconds,
+  };
+}
+
+type TlsFlags = Partial<Record<'tls-cert-file' | 'tls-key-file' | 'ca-out' | 'service-name' | 'service-namespace', string>> & { 'self-signed': boolean };
+
+/** What is wrong with the serving-certificate flags, or undefined: exactly one source, and its own options only. */
+function tlsFlagsProblem(args: TlsFlags): string | undefined {
   const certFile = args['tls-cert-file'];
   const keyFile = args['tls-key-file'];
-  const selfSigned = args['self-signed'];
-  if (selfSigned && (certFile !== undefined || keyFile !== undefined)) {
-    return usage('--self-signed and --tls-cert-file/--tls-key-file exclude each other; choose one source of the serving certificate');
+  if (args['self-signed'] && (certFile !== undefined || keyFile !== undefined)) {
+    return '--self-signed and --tls-cert-file/--tls-key-file exclude each other; choose one source of the serving certificate';
   }
-  if (!selfSigned) {
+  if (!args['self-signed']) {
     if (certFile === undefined && keyFile === undefined) {
-      return usage('no TLS: the API server calls webhooks over HTTPS only; pass --tls-cert-file F --tls-key-file F, or --self-signed');
+      return 'no TLS: the API server calls webhooks over HTTPS only; pass --tls-cert-file F --tls-key-file F, or --self-signed';
     }
-    if (certFile === undefined) return usage('--tls-key-file needs --tls-cert-file (the certificate that goes with the key)');
-    if (keyFile === undefined) return usage('--tls-cert-file needs --tls-key-file (the private key of the certificate)');
+    if (certFile === undefined) return '--tls-key-file needs --tls-cert-file (the certificate that goes with the key)';
+    if (keyFile === undefined) return '--tls-cert-file needs --tls-key-file (the private key of the certificate)';
     for (const flag of ['ca-out', 'service-name', 'service-namespace'] as const) {
-      if (args[flag] !== undefined) return usage(`--${flag} applies only with --self-signed`);
+      if (args[flag] !== undefined) return `--${flag} applies only with --self-signed`;
     }
   }
   for (const flag of ['service-name', 'service-namespace'] as const) {
     const v = args[flag];
-    if (v !== undefined && !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(v)) return usage(`--${flag} ${JSON.stringify(v)}: expected a DNS label (lowercase letters, digits, '-', at most 63)`);
+    if (v !== undefined && !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(v)) return `--${flag} ${JSON.stringify(v)}: expected a DNS label (lowercase letters, digits, '-', at most 63)`;
   }
-  const delaySeconds = parseSeconds('--shutdown-delay-seconds', args['shutdown-delay-seconds'], DEFAULT_SHUTDOWN_DELAY_SECONDS);
-  if (typeof delaySeconds === 'string') return usage(delaySeconds);
-  const timeoutSeconds = parseSeconds('--shutdown-timeout-seconds', args['shutdown-timeout-seconds'], DEFAULT_SHUTDOWN_TIMEOUT_MS / 1000);
-  if (typeof timeoutSeconds === 'string') return usage(timeoutSeconds);
+  return undefined;
+}
 
-  const version = packageVersion();
-  let config: Config;
-  try {
-    config = loadConfig(args.config, version);
-  } catch (e) {
-    if (e instanceof ConfigError) return failure(`--config: ${e.message}`);
-    throw e;
+interface ServiceIdentity {
+  serviceName: string;
+  serviceNamespace: string;
+}
+
+/**
+ * The serving certificate: the in-cluster Secret's, a self-signed one made now (its CA written to
+ * --ca-out or stderr), or the files. Throws {@link TlsError}; `{failure}` when --ca-out cannot be written.
+ */
+function chooseTls(flags: WebhookFlags, cluster: InCluster | undefined, service: ServiceIdentity, io: WebhookCliIo, logger: Logger): { tls: TlsProvider; caOut?: string } | { failure: string } {
+  if (cluster?.tlsProvider) {
+    const tls = cluster.tlsProvider;
+    logger.info({ secret: `${service.serviceNamespace}/hook-runner-tls`, ...tls.current() }, 'serving the certificate kept in the Secret; the caBundle is patched by the in-cluster bootstrap');
+    return { tls };
   }
-
-  const logger = io.logger ?? createLogger();
-  const serviceName = args['service-name'] ?? DEFAULT_SERVICE_NAME;
-  const serviceNamespace = args['service-namespace'] ?? process.env.POD_NAMESPACE ?? DEFAULT_SERVICE_NAMESPACE;
-
-  // In a pod: the API server gives the sidecar mode, the namespaces' Pod Security levels, the
-  // sidecars' RoleBindings and, with --self-signed, a certificate shared by every replica through
-  // a Secret and the caBundle. Loaded only there: @kubernetes/client-node takes a second to import.
-  let cluster: InCluster | undefined;
-  if (inClusterEnvironment()) {
-    const { startInCluster } = await import('./cluster/in-cluster.js');
-    try {
-      cluster = await startInCluster({ logger, config, namespace: serviceNamespace, serviceName, selfSigned });
-    } catch (e) {
-      return failure((e as Error).message);
-    }
-  }
-  const mode = cluster?.mode ?? resolveSidecarModeOffline(config, logger);
-
-  let tls: TlsProvider;
-  let caOut: string | undefined;
-  try {
-    if (cluster?.tlsProvider) {
-      tls = cluster.tlsProvider;
-      logger.info({ secret: `${serviceNamespace}/hook-runner-tls`, ...tls.current() }, 'serving the certificate kept in the Secret; the caBundle is patched by the in-cluster bootstrap');
-    } else if (selfSigned) {
-      const names = webhookServingNames(serviceName, serviceNamespace);
-      const bundle = makeSelfSignedBundle(names);
-      tls = staticTlsProvider(bundle, 'self-signed');
-      caOut = args['ca-out'];
-      if (caOut !== undefined) {
-        try {
-          writeFileSync(caOut, bundle.caCert, { mode: 0o644 });
-        } catch (e) {
-          return failure(`--ca-out ${caOut}: cannot write the CA certificate: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-        }
-      } else {
-        io.stderr.write(bundle.caCert);
+  if (flags.selfSigned) {
+    const bundle = makeSelfSignedBundle(webhookServingNames(service.serviceName, service.serviceNamespace));
+    const tls = staticTlsProvider(bundle, 'self-signed');
+    const caOut = flags.caOut;
+    if (caOut !== undefined) {
+      try {
+        writeFileSync(caOut, bundle.caCert, { mode: 0o644 });
+      } catch (e) {
+        return { failure: `--ca-out ${caOut}: cannot write the CA certificate: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` };
       }
-      logger.info({ ...tls.current(), caOut: caOut ?? 'stderr' }, 'self-signed CA and serving certificate made; the CA certificate is the caBundle to trust');
     } else {
-      tls = fileTlsProvider({ certFile: certFile as string, keyFile: keyFile as string, logger });
-      logger.info({ certFile, keyFile, ...tls.current() }, 'TLS certificate loaded; watching for changes');
+      io.stderr.write(bundle.caCert);
     }
-  } catch (e) {
-    await cluster?.stop();
-    if (e instanceof TlsError) return failure(e.message);
-    throw e;
+    logger.info({ ...tls.current(), caOut: caOut ?? 'stderr' }, 'self-signed CA and serving certificate made; the CA certificate is the caBundle to trust');
+    return { tls, caOut };
   }
+  const { certFile, keyFile } = flags;
+  const tls = fileTlsProvider({ certFile: certFile as string, keyFile: keyFile as string, logger });
+  logger.info({ certFile, keyFile, ...tls.current() }, 'TLS certificate loaded; watching for changes');
+  return { tls };
+}
 
-  const metrics = createWebhookMetrics();
-  let server;
-  try {
-    server = await startWebhookServer({ config, mode, logger, metrics, listen, tls, podSecurityLevel: cluster?.podSecurityLevel });
-  } catch (e) {
-    tls.close();
-    await cluster?.stop();
-    return failure((e as Error).message);
-  }
-
+/** Logs where the webhook listens and how to try it; a person at a terminal also gets plain lines. */
+function announce(io: WebhookCliIo, logger: Logger, server: WebhookServer, tls: TlsProvider, caOut: string | undefined, fields: { mode: ResolvedMode; version: string }): void {
   const addr = server.address();
   const base = `https://${reachableHost(addr.address)}:${addr.port}`;
   // With the CA at hand the hint verifies the certificate; otherwise -k, as for any self-made certificate.
@@ -259,8 +253,8 @@ export async function runWebhookCli(argv: string[], ioIn: Partial<WebhookCliIo> 
       port: addr.port,
       url: base,
       tls: tls.description,
-      sidecarMode: mode,
-      version,
+      sidecarMode: fields.mode,
+      version: fields.version,
       try: tryCurl,
     },
     `webhook listening on ${formatHostPort({ host: addr.address, port: addr.port })}`,
@@ -276,8 +270,10 @@ export async function runWebhookCli(argv: string[], ioIn: Partial<WebhookCliIo> 
         'Stop it with Ctrl-C.\n\n',
     );
   }
+}
 
-  // Wait for a stop request; the server keeps the process alive meanwhile.
+/** Waits for SIGTERM, SIGINT or `stop`, re-reading the TLS files on SIGHUP meanwhile; says which came. */
+async function waitForStop(io: WebhookCliIo, logger: Logger, tls: TlsProvider): Promise<string> {
   let onTerm = (): void => {};
   let onInt = (): void => {};
   const onHup = (): void => {
@@ -296,8 +292,11 @@ export async function runWebhookCli(argv: string[], ioIn: Partial<WebhookCliIo> 
   process.off('SIGTERM', onTerm);
   process.off('SIGINT', onInt);
   process.off('SIGHUP', onHup);
+  return signal;
+}
 
-  // A second signal means "now": cut connections rather than wait out the delay and timeout.
+/** Graceful stop: SIGTERM keeps serving `delaySeconds` with /readyz failing; a second signal cuts every connection. */
+async function shutDown(server: WebhookServer, cluster: InCluster | undefined, logger: Logger, signal: string, flags: WebhookFlags): Promise<void> {
   const force = () => {
     logger.warn({}, 'second stop signal: closing every connection now');
     server.server.closeAllConnections();
@@ -306,12 +305,83 @@ export async function runWebhookCli(argv: string[], ioIn: Partial<WebhookCliIo> 
   process.once('SIGTERM', force);
   process.once('SIGINT', force);
 
-  const delayMs = signal === 'SIGTERM' ? delaySeconds * 1000 : 0;
-  logger.info({ signal, delayMs, timeoutMs: timeoutSeconds * 1000, inFlight: server.state.inFlight }, 'shutting down');
-  await server.close({ delayMs, timeoutMs: timeoutSeconds * 1000 });
+  const delayMs = signal === 'SIGTERM' ? flags.delaySeconds * 1000 : 0;
+  logger.info({ signal, delayMs, timeoutMs: flags.timeoutSeconds * 1000, inFlight: server.state.inFlight }, 'shutting down');
+  await server.close({ delayMs, timeoutMs: flags.timeoutSeconds * 1000 });
   await cluster?.stop();
   process.off('SIGTERM', force);
   process.off('SIGINT', force);
   logger.info({ signal }, 'webhook stopped');
+}
+
+export async function runWebhookCli(argv: string[], ioIn: Partial<WebhookCliIo> = {}): Promise<number> {
+  const io: WebhookCliIo = { stdout: process.stdout, stderr: process.stderr, ...ioIn };
+  const failure = (msg: string): number => {
+    io.stderr.write(`hook-runner webhook: ${msg}\n`);
+    return 1;
+  };
+  const flags = parseFlags(argv);
+  if (flags === 'help') {
+    io.stdout.write(HELP);
+    return 0;
+  }
+  if ('usage' in flags) {
+    io.stderr.write(`hook-runner webhook: ${flags.usage}\nRun 'hook-runner webhook --help' for usage.\n`);
+    return 2;
+  }
+
+  const version = packageVersion();
+  let config: Config;
+  try {
+    config = loadConfig(flags.config, version);
+  } catch (e) {
+    if (e instanceof ConfigError) return failure(`--config: ${e.message}`);
+    throw e;
+  }
+
+  const logger = io.logger ?? createLogger();
+  const service: ServiceIdentity = {
+    serviceName: flags.serviceName ?? DEFAULT_SERVICE_NAME,
+    serviceNamespace: flags.serviceNamespace ?? process.env.POD_NAMESPACE ?? DEFAULT_SERVICE_NAMESPACE,
+  };
+
+  // In a pod: the API server gives the sidecar mode, the namespaces' Pod Security levels, the
+  // sidecars' RoleBindings and, with --self-signed, a certificate shared by every replica through
+  // a Secret and the caBundle. Loaded only there: @kubernetes/client-node takes a second to import.
+  let cluster: InCluster | undefined;
+  if (inClusterEnvironment()) {
+    const { startInCluster } = await import('./cluster/in-cluster.js');
+    try {
+      cluster = await startInCluster({ logger, config, namespace: service.serviceNamespace, serviceName: service.serviceName, selfSigned: flags.selfSigned });
+    } catch (e) {
+      return failure((e as Error).message);
+    }
+  }
+  const mode = cluster?.mode ?? resolveSidecarModeOffline(config, logger);
+
+  let chosen: ReturnType<typeof chooseTls>;
+  try {
+    chosen = chooseTls(flags, cluster, service, io, logger);
+  } catch (e) {
+    await cluster?.stop();
+    if (e instanceof TlsError) return failure(e.message);
+    throw e;
+  }
+  if ('failure' in chosen) return failure(chosen.failure);
+  const { tls, caOut } = chosen;
+
+  let server: WebhookServer;
+  try {
+    server = await startWebhookServer({ config, mode, logger, metrics: createWebhookMetrics(), listen: flags.listen, tls, podSecurityLevel: cluster?.podSecurityLevel });
+  } catch (e) {
+    tls.close();
+    await cluster?.stop();
+    return failure((e as Error).message);
+  }
+  announce(io, logger, server, tls, caOut, { mode, version });
+
+  // Wait for a stop request; the server keeps the process alive meanwhile.
+  const signal = await waitForStop(io, logger, tls);
+  await shutDown(server, cluster, logger, signal, flags);
   return 0;
 }

@@ -74,39 +74,34 @@ function denialMessage(review: object): string | undefined {
   return typeof msg === 'string' ? msg : undefined;
 }
 
-function createWebhookApp(opts: WebhookAppOptions): express.Express {
-  const { config, mode, metrics } = opts;
-  const log = opts.logger.child({ component: 'webhook' });
-  const state: ServerState = opts.state ?? { draining: false, inFlight: 0 };
-  const limit = opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
-  const review = opts.review ?? reviewAdmission;
+type Fail = (res: Response, status: number, reason: RejectReason, error: string, extra?: Record<string, unknown>) => void;
 
-  const app = express();
-  app.disable('x-powered-by');
-  app.disable('etag');
-
-  const fail = (res: Response, status: number, reason: RejectReason, error: string, extra: Record<string, unknown> = {}): void => {
+/** Answers a request with an HTTP error: counted, logged with who asked, `{error}` as the body. */
+function rejecter(metrics: WebhookMetrics, log: Logger): Fail {
+  return (res, status, reason, error, extra = {}) => {
     metrics.observeRejected(reason);
     log.warn({ status, reason, error, method: res.req.method, path: res.req.path, remoteAddress: res.req.socket.remoteAddress, ...extra }, 'request rejected');
     res.status(status).json({ error });
   };
+}
 
-  const methodNotAllowed = (allow: string) => (req: Request, res: Response) => {
-    res.setHeader('Allow', allow);
-    fail(res, 405, 'method-not-allowed', `method ${req.method} is not allowed on ${req.path}; use ${allow.split(', ').join(' or ')}`);
-  };
-
-  app.use((_req, res, next) => {
+/** Times each request and counts it in flight; while draining, asks the client to close the connection. */
+function trackRequests(state: ServerState) {
+  return (_req: Request, res: Response, next: NextFunction): void => {
     res.locals.start = process.hrtime.bigint();
     if (state.draining) res.setHeader('Connection', 'close');
     state.inFlight++;
     res.once('close', () => state.inFlight--);
     next();
-  });
+  };
+}
 
-  // Every content type is read as JSON: the API server sends application/json, and a person
-  // trying `curl --data @file` without a content-type header should get the review, not a 415.
-  const json = express.json({
+/**
+ * Every content type is read as JSON: the API server sends application/json, and a person
+ * trying `curl --data @file` without a content-type header should get the review, not a 415.
+ */
+function jsonBody(limit: number) {
+  return express.json({
     limit,
     type: () => true,
     strict: true,
@@ -117,8 +112,12 @@ function createWebhookApp(opts: WebhookAppOptions): express.Express {
       (res as Response).locals.bodyBytes = buf.length;
     },
   });
+}
 
-  app.post('/mutate', json, (req, res) => {
+/** POST /mutate: the review, its metric and one log line per admission. */
+function mutateRoute(opts: WebhookAppOptions, review: ReviewFn, log: Logger, fail: Fail) {
+  const { config, mode, metrics } = opts;
+  return (req: Request, res: Response): void => {
     const start = res.locals.start as bigint;
     const body: unknown = req.body;
     if (body === undefined || res.locals.bodyBytes === 0) {
@@ -137,27 +136,90 @@ function createWebhookApp(opts: WebhookAppOptions): express.Express {
     }
     const seconds = elapsedSeconds(start);
     metrics.observeAdmission(result.outcome, result.reason, seconds);
-    const dryRun = requestField(body, 'dryRun') === true;
-    const operation = requestField(body, 'operation');
-    log.info(
-      {
-        uid: result.uid,
-        namespace: result.namespace,
-        // `pod`, not `name`: the root logger already writes `name: hook-runner`, and a second
-        // `name` key in the same JSON line is read differently by different log processors.
-        pod: result.name,
-        outcome: result.outcome,
-        reason: result.reason,
-        warnings: result.warnings,
-        latencyMs: round3(seconds * 1000),
-        ...(typeof operation === 'string' ? { operation } : {}),
-        ...(dryRun ? { dryRun } : {}),
-        ...(result.outcome === 'denied' ? { message: denialMessage(result.review) } : {}),
-      },
-      `admission ${result.outcome}`,
-    );
+    log.info(admissionLogFields(body, result, seconds), `admission ${result.outcome}`);
     res.status(200).json(result.review);
-  });
+  };
+}
+
+function admissionLogFields(body: unknown, result: AdmissionResult, seconds: number): Record<string, unknown> {
+  const dryRun = requestField(body, 'dryRun') === true;
+  const operation = requestField(body, 'operation');
+  return {
+    uid: result.uid,
+    namespace: result.namespace,
+    // `pod`, not `name`: the root logger already writes `name: hook-runner`, and a second
+    // `name` key in the same JSON line is read differently by different log processors.
+    pod: result.name,
+    outcome: result.outcome,
+    reason: result.reason,
+    warnings: result.warnings,
+    latencyMs: round3(seconds * 1000),
+    ...(typeof operation === 'string' ? { operation } : {}),
+    ...(dryRun ? { dryRun } : {}),
+    ...(result.outcome === 'denied' ? { message: denialMessage(result.review) } : {}),
+  };
+}
+
+/** Express 5 hands rejected promises and thrown errors here, body-parser's included. */
+function errorRoute(limit: number, metrics: WebhookMetrics, log: Logger, fail: Fail) {
+  return (err: unknown, req: Request, res: Response, next: NextFunction): void => {
+    if (res.headersSent) {
+      next(err);
+      return;
+    }
+    if (isHttpErrorLike(err) && answerHttpError(err, limit, req, res, fail)) return;
+    log.error({ err, method: req.method, path: req.path }, 'internal error while answering a request');
+    metrics.observeRejected('internal');
+    res.status(500).json({ error: 'internal error in hook-runner webhook; see its log' });
+  };
+}
+
+/** Answers body-parser's errors (size, JSON, encoding, other 4xx); false for anything else. */
+function answerHttpError(err: HttpErrorLike, limit: number, req: Request, res: Response, fail: Fail): boolean {
+  switch (err.type) {
+    case 'entity.too.large':
+      fail(
+        res,
+        413,
+        'too-large',
+        `request body ${err.length !== undefined ? `of ${err.length} bytes ` : ''}is larger than the limit of ${limit} bytes (${(limit / 1024 / 1024).toFixed(1)} MiB, the API server's own request size limit); an AdmissionReview is never that big`,
+      );
+      return true;
+    case 'entity.parse.failed':
+      fail(res, 400, 'malformed', `the request body is not valid JSON (${err.message}); expected an AdmissionReview (apiVersion admission.k8s.io/v1) as JSON`);
+      return true;
+    case 'charset.unsupported':
+    case 'encoding.unsupported': {
+      const what = err.type === 'encoding.unsupported' ? `content-encoding ${JSON.stringify(req.headers['content-encoding'])} is not accepted` : err.message;
+      fail(res, 415, 'unsupported-encoding', `${what}; send the AdmissionReview as uncompressed UTF-8 JSON`);
+      return true;
+    }
+    default:
+      if (err.status !== undefined && err.status >= 400 && err.status < 500) {
+        fail(res, err.status, 'malformed', err.message);
+        return true;
+      }
+      return false;
+  }
+}
+
+function createWebhookApp(opts: WebhookAppOptions): express.Express {
+  const { metrics } = opts;
+  const log = opts.logger.child({ component: 'webhook' });
+  const state: ServerState = opts.state ?? { draining: false, inFlight: 0 };
+  const limit = opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
+  const fail = rejecter(metrics, log);
+  const methodNotAllowed = (allow: string) => (req: Request, res: Response) => {
+    res.setHeader('Allow', allow);
+    fail(res, 405, 'method-not-allowed', `method ${req.method} is not allowed on ${req.path}; use ${allow.split(', ').join(' or ')}`);
+  };
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+  app.use(trackRequests(state));
+
+  app.post('/mutate', jsonBody(limit), mutateRoute(opts, opts.review ?? reviewAdmission, log, fail));
   app.all('/mutate', methodNotAllowed('POST'));
 
   app.get('/healthz', (_req, res) => {
@@ -181,44 +243,7 @@ function createWebhookApp(opts: WebhookAppOptions): express.Express {
   app.use((req, res) => {
     fail(res, 404, 'not-found', `no route ${req.method} ${req.path}; this server answers ${ROUTES.join(', ')}`);
   });
-
-  // Express 5 hands rejected promises and thrown errors here, body-parser's included.
-  app.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
-    if (res.headersSent) {
-      next(err);
-      return;
-    }
-    if (isHttpErrorLike(err)) {
-      switch (err.type) {
-        case 'entity.too.large':
-          fail(
-            res,
-            413,
-            'too-large',
-            `request body ${err.length !== undefined ? `of ${err.length} bytes ` : ''}is larger than the limit of ${limit} bytes (${(limit / 1024 / 1024).toFixed(1)} MiB, the API server's own request size limit); an AdmissionReview is never that big`,
-          );
-          return;
-        case 'entity.parse.failed':
-          fail(res, 400, 'malformed', `the request body is not valid JSON (${err.message}); expected an AdmissionReview (apiVersion admission.k8s.io/v1) as JSON`);
-          return;
-        case 'charset.unsupported':
-        case 'encoding.unsupported': {
-          const what = err.type === 'encoding.unsupported' ? `content-encoding ${JSON.stringify(req.headers['content-encoding'])} is not accepted` : err.message;
-          fail(res, 415, 'unsupported-encoding', `${what}; send the AdmissionReview as uncompressed UTF-8 JSON`);
-          return;
-        }
-        default:
-          if (err.status !== undefined && err.status >= 400 && err.status < 500) {
-            fail(res, err.status, 'malformed', err.message);
-            return;
-          }
-      }
-    }
-    log.error({ err, method: req.method, path: req.path }, 'internal error while answering a request');
-    metrics.observeRejected('internal');
-    res.status(500).json({ error: 'internal error in hook-runner webhook; see its log' });
-  });
-
+  app.use(errorRoute(limit, metrics, log, fail));
   return app;
 }
 
@@ -275,15 +300,11 @@ export interface WebhookServer {
 
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
 
-export async function startWebhookServer(opts: StartWebhookServerOptions): Promise<WebhookServer> {
-  const log = opts.logger.child({ component: 'webhook' });
-  const t = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
-  const state: ServerState = { draining: false, inFlight: 0 };
-  const app = createWebhookApp({ ...opts, state });
-
+/** The HTTPS server with its timeouts; plain HTTP to the port gets a plain-HTTP 400 instead of a bare reset. */
+function createHttpsServer(tls: TlsProvider, t: ServerTimeouts, app: express.Express, log: Logger): https.Server {
   const server = https.createServer(
     {
-      ...opts.tls.serverOptions(),
+      ...tls.serverOptions(),
       headersTimeout: t.headersTimeoutMs,
       requestTimeout: t.requestTimeoutMs,
       // Node checks those two only every connectionsCheckingInterval (30 s by default), so a
@@ -305,6 +326,53 @@ export async function startWebhookServer(opts: StartWebhookServerOptions): Promi
       raw.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
     }
   });
+  return server;
+}
+
+function listenOn(server: https.Server, listen: ListenAddress): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onError = (e: NodeJS.ErrnoException) => reject(new Error(`cannot listen on ${formatHostPort(listen)}: ${e.message}`));
+    server.once('error', onError);
+    server.listen(listen.port, listen.host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+/**
+ * The graceful stop: /readyz fails, the optional delay, the listener closes, requests in flight
+ * finish (bounded by the timeout, then their connections are cut). `onListenerClosed` runs when the
+ * listener closes.
+ */
+async function drainAndClose(server: https.Server, state: ServerState, tls: TlsProvider, log: Logger, o: ShutdownOptions, onListenerClosed: () => void): Promise<void> {
+  const delayMs = o.delayMs ?? 0;
+  const timeoutMs = o.timeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS;
+  state.draining = true;
+  if (delayMs > 0) {
+    log.info({ delayMs, inFlight: state.inFlight }, 'draining: /readyz fails now; still accepting while endpoints update');
+    await new Promise((r) => setTimeout(r, delayMs));
+  }
+  onListenerClosed();
+  const closed = new Promise<void>((r) => server.close(() => r()));
+  server.closeIdleConnections();
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((r) => {
+    timer = setTimeout(() => r('timeout'), timeoutMs);
+  });
+  if ((await Promise.race([closed, timedOut])) === 'timeout') {
+    log.warn({ timeoutMs, inFlight: state.inFlight }, 'requests still running at the shutdown bound; closing their connections');
+    server.closeAllConnections();
+    await closed;
+  }
+  clearTimeout(timer);
+  tls.close();
+}
+
+export async function startWebhookServer(opts: StartWebhookServerOptions): Promise<WebhookServer> {
+  const log = opts.logger.child({ component: 'webhook' });
+  const state: ServerState = { draining: false, inFlight: 0 };
+  const server = createHttpsServer(opts.tls, { ...DEFAULT_TIMEOUTS, ...opts.timeouts }, createWebhookApp({ ...opts, state }), log);
   // Once the listener is closed, a connection that finishes its last response is closed at once
   // instead of idling until keepAliveTimeout and holding shutdown up. Not before: during the
   // shutdown delay the API server may still reuse an idle keep-alive connection, and closing it
@@ -316,48 +384,19 @@ export async function startWebhookServer(opts: StartWebhookServerOptions): Promi
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    const onError = (e: NodeJS.ErrnoException) => reject(new Error(`cannot listen on ${formatHostPort(opts.listen)}: ${e.message}`));
-    server.once('error', onError);
-    server.listen(opts.listen.port, opts.listen.host, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
+  await listenOn(server, opts.listen);
   server.on('error', (e) => log.error({ err: e }, 'server error'));
   opts.tls.attach(server);
 
   let closing: Promise<void> | undefined;
-  async function shutdown(o: ShutdownOptions): Promise<void> {
-    const delayMs = o.delayMs ?? 0;
-    const timeoutMs = o.timeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS;
-    state.draining = true;
-    if (delayMs > 0) {
-      log.info({ delayMs, inFlight: state.inFlight }, 'draining: /readyz fails now; still accepting while endpoints update');
-      await new Promise((r) => setTimeout(r, delayMs));
-    }
-    listenerClosed = true;
-    const closed = new Promise<void>((r) => server.close(() => r()));
-    server.closeIdleConnections();
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<'timeout'>((r) => {
-      timer = setTimeout(() => r('timeout'), timeoutMs);
-    });
-    if ((await Promise.race([closed, timedOut])) === 'timeout') {
-      log.warn({ timeoutMs, inFlight: state.inFlight }, 'requests still running at the shutdown bound; closing their connections');
-      server.closeAllConnections();
-      await closed;
-    }
-    clearTimeout(timer);
-    opts.tls.close();
-  }
-
   return {
     server,
     state,
     address: () => server.address() as AddressInfo,
     close(o = {}) {
-      closing ??= shutdown(o);
+      closing ??= drainAndClose(server, state, opts.tls, log, o, () => {
+        listenerClosed = true;
+      });
       return closing;
     },
   };
