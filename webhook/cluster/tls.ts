@@ -147,117 +147,151 @@ const digest = (b: Buffer): string => createHash('sha256').update(b).digest('hex
  * initial pair does not load: starting without a certificate would only fail every handshake.
  */
 export function fileTlsProvider(opts: FileTlsOptions): TlsProvider {
-  const certFile = resolve(opts.certFile);
-  const keyFile = resolve(opts.keyFile);
-  const log = opts.logger.child({ component: 'tls' });
-  const pollIntervalMs = opts.pollIntervalMs ?? 10_000;
-  const debounceMs = opts.debounceMs ?? 250;
+  return new FileTls(opts);
+}
 
-  let current = loadKeyPairFiles(certFile, keyFile);
-  let server: TlsServer | undefined;
-  let watchers: FSWatcher[] = [];
-  let pollTimer: NodeJS.Timeout | undefined;
-  let debounceTimer: NodeJS.Timeout | undefined;
-  let closed = false;
-  // A bad pair is reported once, not on every poll while it stays on disk.
-  let lastFailure: string | undefined;
-  let running: Promise<boolean> | undefined;
-  let again = false;
+class FileTls implements TlsProvider {
+  readonly description: string;
+  private readonly certFile: string;
+  private readonly keyFile: string;
+  private readonly log: Logger;
+  private readonly pollIntervalMs: number;
+  private readonly debounceMs: number;
+  private pair: KeyPair;
+  private server: TlsServer | undefined;
+  private watchers: FSWatcher[] = [];
+  private pollTimer: NodeJS.Timeout | undefined;
+  private debounceTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** A bad pair is reported once, not on every poll while it stays on disk. */
+  private lastFailure: string | undefined;
+  private running: Promise<boolean> | undefined;
+  private again = false;
 
-  async function checkOnce(trigger: string): Promise<boolean> {
-    let cert: Buffer;
-    let key: Buffer;
-    try {
-      [cert, key] = await Promise.all([readFile(certFile), readFile(keyFile)]);
-    } catch (e) {
-      // Mid-swap the files can be briefly missing; the next event or poll looks again.
-      const msg = `cannot read: ${(e as NodeJS.ErrnoException).path ?? ''} ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
-      if (lastFailure !== msg) {
-        lastFailure = msg;
-        log.error({ certFile, keyFile, trigger, err: msg, serving: current.info.serialNumber }, 'TLS files unreadable; still serving the previous certificate');
-      }
-      return false;
-    }
-    if (cert.equals(current.cert) && key.equals(current.key)) return false;
-    const id = `${digest(cert)}:${digest(key)}`;
-    if (id === lastFailure) return false;
-    let next: KeyPair;
-    try {
-      next = validateKeyPair(cert, key, certFile, keyFile);
-    } catch (e) {
-      lastFailure = id;
-      log.error({ certFile, keyFile, trigger, err: (e as Error).message, serving: current.info.serialNumber }, 'new TLS certificate/key pair rejected; still serving the previous certificate');
-      return false;
-    }
-    if (server) server.setSecureContext({ ...TLS_CONTEXT_DEFAULTS, cert: next.cert, key: next.key });
-    const previous = current.info.serialNumber;
-    current = next;
-    lastFailure = undefined;
-    log.info({ certFile, trigger, previousSerial: previous, ...next.info }, 'TLS certificate reloaded');
-    warnValidity(log, next.info);
-    return true;
+  constructor(opts: FileTlsOptions) {
+    this.certFile = resolve(opts.certFile);
+    this.keyFile = resolve(opts.keyFile);
+    this.description = `files ${this.certFile}`;
+    this.log = opts.logger.child({ component: 'tls' });
+    this.pollIntervalMs = opts.pollIntervalMs ?? 10_000;
+    this.debounceMs = opts.debounceMs ?? 250;
+    this.pair = loadKeyPairFiles(this.certFile, this.keyFile);
+    warnValidity(this.log, this.pair.info);
   }
 
-  // One check at a time; a trigger during a check runs one more afterwards, so no change is missed.
-  function check(trigger: string): Promise<boolean> {
-    if (closed) return Promise.resolve(false);
-    if (running) {
-      again = true;
-      return running;
+  serverOptions(): SecureContextOptions {
+    return { ...TLS_CONTEXT_DEFAULTS, cert: this.pair.cert, key: this.pair.key };
+  }
+
+  current(): CertInfo {
+    return this.pair.info;
+  }
+
+  attach(s: TlsServer): void {
+    this.server = s;
+    for (const dir of new Set([dirname(this.certFile), dirname(this.keyFile)])) this.watchDir(dir);
+    this.pollTimer = setInterval(() => void this.check('poll'), this.pollIntervalMs);
+    this.pollTimer.unref();
+  }
+
+  reloadNow(): Promise<boolean> {
+    return this.check('manual');
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const w of this.watchers) w.close();
+    this.watchers = [];
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    if (this.debounceTimer) clearTimeout(this.debounceTimer);
+  }
+
+  private watchDir(dir: string): void {
+    try {
+      const w = watch(dir, { persistent: false }, () => this.onWatchEvent());
+      w.on('error', (e) => {
+        this.log.warn({ dir, err: e.message }, 'watching the TLS directory failed; relying on polling');
+        w.close();
+      });
+      this.watchers.push(w);
+    } catch (e) {
+      this.log.warn({ dir, err: (e as Error).message, pollIntervalMs: this.pollIntervalMs }, 'cannot watch the TLS directory; relying on polling');
     }
-    running = (async () => {
+  }
+
+  private onWatchEvent(): void {
+    if (this.debounceTimer) clearTimeout(this.debounceTimer);
+    this.debounceTimer = setTimeout(() => void this.check('watch'), this.debounceMs);
+    this.debounceTimer.unref();
+  }
+
+  /** One check at a time; a trigger during a check runs one more afterwards, so no change is missed. */
+  private check(trigger: string): Promise<boolean> {
+    if (this.closed) return Promise.resolve(false);
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
       let changed = false;
       try {
         do {
-          again = false;
-          changed = (await checkOnce(trigger)) || changed;
-        } while (again && !closed);
+          this.again = false;
+          changed = (await this.checkOnce(trigger)) || changed;
+        } while (this.again && !this.closed);
       } finally {
-        running = undefined;
+        this.running = undefined;
       }
       return changed;
     })();
-    return running;
+    return this.running;
   }
 
-  function onWatchEvent(): void {
-    if (debounceTimer) clearTimeout(debounceTimer);
-    debounceTimer = setTimeout(() => void check('watch'), debounceMs);
-    debounceTimer.unref();
+  /** Reads the files; a new valid pair goes into service, a bad one is reported once and the old one kept. */
+  private async checkOnce(trigger: string): Promise<boolean> {
+    const read = await this.readFiles(trigger);
+    if (!read) return false;
+    const [cert, key] = read;
+    if (cert.equals(this.pair.cert) && key.equals(this.pair.key)) return false;
+    const id = `${digest(cert)}:${digest(key)}`;
+    if (id === this.lastFailure) return false;
+    let next: KeyPair;
+    try {
+      next = validateKeyPair(cert, key, this.certFile, this.keyFile);
+    } catch (e) {
+      this.lastFailure = id;
+      this.log.error(
+        { certFile: this.certFile, keyFile: this.keyFile, trigger, err: (e as Error).message, serving: this.pair.info.serialNumber },
+        'new TLS certificate/key pair rejected; still serving the previous certificate',
+      );
+      return false;
+    }
+    this.serve(next, trigger);
+    return true;
   }
 
-  warnValidity(log, current.info);
-
-  return {
-    description: `files ${certFile}`,
-    serverOptions: () => ({ ...TLS_CONTEXT_DEFAULTS, cert: current.cert, key: current.key }),
-    current: () => current.info,
-    attach(s) {
-      server = s;
-      for (const dir of new Set([dirname(certFile), dirname(keyFile)])) {
-        try {
-          const w = watch(dir, { persistent: false }, onWatchEvent);
-          w.on('error', (e) => {
-            log.warn({ dir, err: e.message }, 'watching the TLS directory failed; relying on polling');
-            w.close();
-          });
-          watchers.push(w);
-        } catch (e) {
-          log.warn({ dir, err: (e as Error).message, pollIntervalMs }, 'cannot watch the TLS directory; relying on polling');
-        }
+  private async readFiles(trigger: string): Promise<[Buffer, Buffer] | undefined> {
+    try {
+      return await Promise.all([readFile(this.certFile), readFile(this.keyFile)]);
+    } catch (e) {
+      // Mid-swap the files can be briefly missing; the next event or poll looks again.
+      const msg = `cannot read: ${(e as NodeJS.ErrnoException).path ?? ''} ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+      if (this.lastFailure !== msg) {
+        this.lastFailure = msg;
+        this.log.error({ certFile: this.certFile, keyFile: this.keyFile, trigger, err: msg, serving: this.pair.info.serialNumber }, 'TLS files unreadable; still serving the previous certificate');
       }
-      pollTimer = setInterval(() => void check('poll'), pollIntervalMs);
-      pollTimer.unref();
-    },
-    reloadNow: () => check('manual'),
-    close() {
-      closed = true;
-      for (const w of watchers) w.close();
-      watchers = [];
-      if (pollTimer) clearInterval(pollTimer);
-      if (debounceTimer) clearTimeout(debounceTimer);
-    },
-  };
+      return undefined;
+    }
+  }
+
+  private serve(next: KeyPair, trigger: string): void {
+    if (this.server) this.server.setSecureContext({ ...TLS_CONTEXT_DEFAULTS, cert: next.cert, key: next.key });
+    const previous = this.pair.info.serialNumber;
+    this.pair = next;
+    this.lastFailure = undefined;
+    this.log.info({ certFile: this.certFile, trigger, previousSerial: previous, ...next.info }, 'TLS certificate reloaded');
+    warnValidity(this.log, next.info);
+  }
 }
 
 function warnValidity(log: Logger, info: CertInfo): void {
