@@ -134,13 +134,99 @@ async function guarded(id: string, f: () => Promise<CheckResult | CheckResult[]>
   }
 }
 
+/** The API clients the checks read through, and the per-call options. */
+interface Clients {
+  core: CoreV1Api;
+  apps: AppsV1Api;
+  discovery: DiscoveryV1Api;
+  admission: AdmissionregistrationV1Api;
+  rbac: RbacAuthorizationV1Api;
+  opts: ReturnType<typeof callOptions>;
+}
+
+/** true, false (404) or `forbidden` (403): whether an object the install creates is there. */
+async function present(p: Promise<unknown>): Promise<boolean | 'forbidden'> {
+  try {
+    await p;
+    return true;
+  } catch (e) {
+    if (statusCode(e) === 404) return false;
+    if (statusCode(e) === 403) return 'forbidden';
+    throw e;
+  }
+}
+
+/** The serving certificate in its Secret, against the caBundle the API server trusts. */
+async function servingCertificate(c: Clients, secret: string, selfSigned: boolean, mwc: V1MutatingWebhookConfiguration | undefined, now: Date): Promise<CheckResult> {
+  const ns = INSTALL.namespace;
+  const s = await orMissing(c.core.readNamespacedSecret({ name: secret, namespace: ns }, c.opts));
+  if (!s) return { id: 'webhook-certificate', status: 'fail', message: `Secret ${ns}/${secret} not found`, hint: selfSigned ? 'the webhook creates it at start with --self-signed; check its logs' : 'check the cert-manager Certificate' };
+  const crt = s.data?.['tls.crt'];
+  return checkCertificate({
+    servingCertPem: crt ? Buffer.from(crt, 'base64').toString('utf8') : undefined,
+    secret,
+    caBundleBase64: mwc?.webhooks?.find((w) => w.name === INSTALL.webhookName)?.clientConfig.caBundle,
+    now,
+  });
+}
+
+/** The install's ServiceAccount, roles and bindings (the self-signed ones too when it makes its own certificate). */
+async function installRbac(c: Clients, selfSigned: boolean): Promise<CheckResult> {
+  const ns = INSTALL.namespace;
+  const { core, rbac, opts } = c;
+  const found: Parameters<typeof checkRbac>[0] = [];
+  const add = async (kind: string, name: string, p: Promise<unknown>, namespace?: string) => found.push({ kind, name, ...(namespace ? { namespace } : {}), present: await present(p) });
+  await add('ServiceAccount', INSTALL.serviceAccount, core.readNamespacedServiceAccount({ name: INSTALL.serviceAccount, namespace: ns }, opts), ns);
+  const clusterRoles = [...INSTALL.clusterRoles, ...(selfSigned ? INSTALL.selfSignedClusterRoles : [])];
+  const clusterRoleBindings = [...INSTALL.clusterRoleBindings, ...(selfSigned ? INSTALL.selfSignedClusterRoleBindings : [])];
+  for (const name of clusterRoles) await add('ClusterRole', name, rbac.readClusterRole({ name }, opts));
+  for (const name of clusterRoleBindings) await add('ClusterRoleBinding', name, rbac.readClusterRoleBinding({ name }, opts));
+  if (selfSigned) {
+    for (const name of INSTALL.selfSignedRoles) await add('Role', name, rbac.readNamespacedRole({ name, namespace: ns }, opts), ns);
+    for (const name of INSTALL.selfSignedRoleBindings) await add('RoleBinding', name, rbac.readNamespacedRoleBinding({ name, namespace: ns }, opts), ns);
+  }
+  return checkRbac(found);
+}
+
+/** Whether each opted-in namespace has the sidecars' RoleBinding: true, false (404) or `forbidden` (403). */
+async function sidecarBindings(c: Clients, namespaces: readonly V1Namespace[]): Promise<Map<string, boolean | 'forbidden'>> {
+  const bindings = new Map<string, boolean | 'forbidden'>();
+  for (const n of namespaces) {
+    const name = n.metadata?.name ?? '';
+    try {
+      await c.rbac.readNamespacedRoleBinding({ name: INSTALL.sidecarRoleBinding, namespace: name }, c.opts);
+      bindings.set(name, true);
+    } catch (e) {
+      const code = statusCode(e);
+      if (code !== 404 && code !== 403) throw e;
+      bindings.set(name, code === 404 ? false : 'forbidden');
+    }
+  }
+  return bindings;
+}
+
+/** Services of the opted-in namespaces that send traffic to the sidecar's port. */
+async function portServices(c: Clients, opted: readonly V1Namespace[]): Promise<CheckResult | CheckResult[]> {
+  const services: V1Service[] = [];
+  const pods: V1Pod[] = [];
+  for (const n of opted) {
+    const namespace = n.metadata?.name ?? '';
+    services.push(...(await c.core.listNamespacedService({ namespace }, c.opts)).items.map((s) => ({ ...s, metadata: { ...s.metadata, namespace } })));
+    pods.push(...(await c.core.listNamespacedPod({ namespace }, c.opts)).items.map((p) => ({ ...p, metadata: { ...p.metadata, namespace } })));
+  }
+  return checkSidecarPortServices(sidecarPortTargets(services, pods), opted.length);
+}
+
 export async function runChecks(kc: KubeConfig, now: () => Date = () => new Date()): Promise<CheckReport> {
   const opts = callOptions({ timeoutMs: 10_000 });
-  const core = kc.makeApiClient(CoreV1Api);
-  const apps = kc.makeApiClient(AppsV1Api);
-  const discovery = kc.makeApiClient(DiscoveryV1Api);
-  const admission = kc.makeApiClient(AdmissionregistrationV1Api);
-  const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
+  const c: Clients = {
+    core: kc.makeApiClient(CoreV1Api),
+    apps: kc.makeApiClient(AppsV1Api),
+    discovery: kc.makeApiClient(DiscoveryV1Api),
+    admission: kc.makeApiClient(AdmissionregistrationV1Api),
+    rbac: kc.makeApiClient(RbacAuthorizationV1Api),
+    opts,
+  };
   const ns = INSTALL.namespace;
   const checks: CheckResult[] = [];
 
@@ -154,85 +240,31 @@ export async function runChecks(kc: KubeConfig, now: () => Date = () => new Date
 
   let deployment: V1Deployment | undefined;
   checks.push(...(await guarded('webhook-deployment', async () => {
-    deployment = await orMissing(apps.readNamespacedDeployment({ name: INSTALL.deployment, namespace: ns }, opts));
+    deployment = await orMissing(c.apps.readNamespacedDeployment({ name: INSTALL.deployment, namespace: ns }, opts));
     return checkDeployment(deployment);
   })));
   checks.push(...(await guarded('webhook-endpoints', async () =>
-    checkEndpoints((await discovery.listNamespacedEndpointSlice({ namespace: ns, labelSelector: `kubernetes.io/service-name=${INSTALL.service}` }, opts)).items))));
+    checkEndpoints((await c.discovery.listNamespacedEndpointSlice({ namespace: ns, labelSelector: `kubernetes.io/service-name=${INSTALL.service}` }, opts)).items))));
   let mwc: V1MutatingWebhookConfiguration | undefined;
   checks.push(...(await guarded('webhook-configuration', async () => {
-    mwc = await orMissing(admission.readMutatingWebhookConfiguration({ name: INSTALL.webhookConfiguration }, opts));
+    mwc = await orMissing(c.admission.readMutatingWebhookConfiguration({ name: INSTALL.webhookConfiguration }, opts));
     return checkWebhookConfiguration(mwc);
   })));
   const webhook = deployment?.spec?.template.spec?.containers[0];
   const selfSigned = webhook?.args?.includes('--self-signed') ?? true;
   const secret = selfSigned ? TLS_SECRET_NAME : (deployment?.spec?.template.spec?.volumes?.find((v) => v.secret?.secretName)?.secret?.secretName ?? TLS_SECRET_NAME);
-  checks.push(...(await guarded('webhook-certificate', async () => {
-    const s = await orMissing(core.readNamespacedSecret({ name: secret, namespace: ns }, opts));
-    if (!s) return { id: 'webhook-certificate', status: 'fail', message: `Secret ${ns}/${secret} not found`, hint: selfSigned ? 'the webhook creates it at start with --self-signed; check its logs' : 'check the cert-manager Certificate' };
-    const crt = s.data?.['tls.crt'];
-    return checkCertificate({
-      servingCertPem: crt ? Buffer.from(crt, 'base64').toString('utf8') : undefined,
-      secret,
-      caBundleBase64: mwc?.webhooks?.find((w) => w.name === INSTALL.webhookName)?.clientConfig.caBundle,
-      now: now(),
-    });
-  })));
-
-  checks.push(...(await guarded('rbac', async () => {
-    const present = async (p: Promise<unknown>): Promise<boolean | 'forbidden'> => {
-      try {
-        await p;
-        return true;
-      } catch (e) {
-        if (statusCode(e) === 404) return false;
-        if (statusCode(e) === 403) return 'forbidden';
-        throw e;
-      }
-    };
-    const found: Parameters<typeof checkRbac>[0] = [];
-    const add = async (kind: string, name: string, p: Promise<unknown>, namespace?: string) => found.push({ kind, name, ...(namespace ? { namespace } : {}), present: await present(p) });
-    await add('ServiceAccount', INSTALL.serviceAccount, core.readNamespacedServiceAccount({ name: INSTALL.serviceAccount, namespace: ns }, opts), ns);
-    const clusterRoles = [...INSTALL.clusterRoles, ...(selfSigned ? INSTALL.selfSignedClusterRoles : [])];
-    const clusterRoleBindings = [...INSTALL.clusterRoleBindings, ...(selfSigned ? INSTALL.selfSignedClusterRoleBindings : [])];
-    for (const name of clusterRoles) await add('ClusterRole', name, rbac.readClusterRole({ name }, opts));
-    for (const name of clusterRoleBindings) await add('ClusterRoleBinding', name, rbac.readClusterRoleBinding({ name }, opts));
-    if (selfSigned) {
-      for (const name of INSTALL.selfSignedRoles) await add('Role', name, rbac.readNamespacedRole({ name, namespace: ns }, opts), ns);
-      for (const name of INSTALL.selfSignedRoleBindings) await add('RoleBinding', name, rbac.readNamespacedRoleBinding({ name, namespace: ns }, opts), ns);
-    }
-    return checkRbac(found);
-  })));
+  checks.push(...(await guarded('webhook-certificate', () => servingCertificate(c, secret, selfSigned, mwc, now()))));
+  checks.push(...(await guarded('rbac', () => installRbac(c, selfSigned))));
 
   let opted: V1Namespace[] | undefined;
   checks.push(...(await guarded('namespaces', async () => {
-    const found = (await core.listNamespace({}, opts)).items.filter(isOptedIn);
+    const found = (await c.core.listNamespace({}, opts)).items.filter(isOptedIn);
     opted = found;
-    const bindings = new Map<string, boolean | 'forbidden'>();
-    for (const n of found) {
-      const name = n.metadata?.name ?? '';
-      try {
-        await rbac.readNamespacedRoleBinding({ name: INSTALL.sidecarRoleBinding, namespace: name }, opts);
-        bindings.set(name, true);
-      } catch (e) {
-        const code = statusCode(e);
-        if (code !== 404 && code !== 403) throw e;
-        bindings.set(name, code === 404 ? false : 'forbidden');
-      }
-    }
-    return checkNamespaces(found, bindings);
+    return checkNamespaces(found, await sidecarBindings(c, found));
   })));
-
   checks.push(...(await guarded('sidecar-port-services', async () => {
     if (!opted) return { id: 'sidecar-port-services', status: 'warn', message: 'not checked: the namespaces could not be listed', hint: 'see the namespaces check' };
-    const services: V1Service[] = [];
-    const pods: V1Pod[] = [];
-    for (const n of opted) {
-      const namespace = n.metadata?.name ?? '';
-      services.push(...(await core.listNamespacedService({ namespace }, opts)).items.map((s) => ({ ...s, metadata: { ...s.metadata, namespace } })));
-      pods.push(...(await core.listNamespacedPod({ namespace }, opts)).items.map((p) => ({ ...p, metadata: { ...p.metadata, namespace } })));
-    }
-    return checkSidecarPortServices(sidecarPortTargets(services, pods), opted.length);
+    return portServices(c, opted);
   })));
   return report(checks);
 }

@@ -78,6 +78,31 @@ export class ConfigError extends Error {
 }
 
 
+/** Checks of config values; each failure throws a {@link ConfigError} naming the file and the key. */
+class ConfigReader {
+  constructor(private readonly source: string) {}
+
+  fail(loc: string, detail: string): never {
+    throw new ConfigError(this.source, loc, detail);
+  }
+
+  keys(loc: string, o: Obj, allowed: string[]): void {
+    for (const k of Object.keys(o)) if (!allowed.includes(k)) this.fail(loc ? `${loc}.${k}` : k, `unknown key; expected one of ${allowed.join(', ')}`);
+  }
+
+  map(loc: string, v: unknown): Obj {
+    return isObj(v) ? v : this.fail(loc, 'must be a map');
+  }
+
+  posNum(loc: string, v: unknown, allowZero: boolean): number {
+    return typeof v === 'number' && Number.isFinite(v) && (allowZero ? v >= 0 : v > 0) ? v : this.fail(loc, `must be a number ${allowZero ? '0 or more' : 'greater than 0'}`);
+  }
+
+  bool(loc: string, v: unknown): boolean {
+    return typeof v === 'boolean' ? v : this.fail(loc, 'must be true or false');
+  }
+}
+
 /** Parses config text over the defaults. `source` names the file in error messages. */
 export function parseConfig(text: string, version: string, source = 'config'): Config {
   let data: unknown;
@@ -88,87 +113,80 @@ export function parseConfig(text: string, version: string, source = 'config'): C
   }
   const cfg = defaultConfig(version);
   if (data === null || data === undefined) return cfg;
-  const fail = (loc: string, detail: string): never => {
-    throw new ConfigError(source, loc, detail);
-  };
-  const keys = (loc: string, o: Obj, allowed: string[]) => {
-    for (const k of Object.keys(o)) if (!allowed.includes(k)) fail(loc ? `${loc}.${k}` : k, `unknown key; expected one of ${allowed.join(', ')}`);
-  };
-  const map = (loc: string, v: unknown): Obj => (isObj(v) ? v : fail(loc, 'must be a map'));
-  const posNum = (loc: string, v: unknown, allowZero: boolean): number =>
-    typeof v === 'number' && Number.isFinite(v) && (allowZero ? v >= 0 : v > 0) ? v : fail(loc, `must be a number ${allowZero ? '0 or more' : 'greater than 0'}`);
-  const bool = (loc: string, v: unknown): boolean => (typeof v === 'boolean' ? v : fail(loc, 'must be true or false'));
-
-  const root = map('(file)', data);
-  keys('', root, ['sidecar', 'defaults', 'allowedHandlers', 'allowedHosts', 'adoptNativeHooks', 'hookCallers', 'eventOutput']);
-  if (root.sidecar !== undefined) {
-    const s = map('sidecar', root.sidecar);
-    keys('sidecar', s, ['image', 'imagePullPolicy', 'port', 'mode', 'resources']);
-    if (s.image !== undefined) cfg.sidecar.image = typeof s.image === 'string' && s.image ? s.image : fail('sidecar.image', 'must be an image reference');
-    if (s.imagePullPolicy !== undefined) {
-      if (s.imagePullPolicy !== 'Always' && s.imagePullPolicy !== 'IfNotPresent' && s.imagePullPolicy !== 'Never') fail('sidecar.imagePullPolicy', 'must be Always, IfNotPresent or Never');
-      cfg.sidecar.imagePullPolicy = s.imagePullPolicy as Config['sidecar']['imagePullPolicy'];
-    }
-    if (s.port !== undefined) {
-      if (typeof s.port !== 'number' || !Number.isInteger(s.port) || s.port < 1 || s.port > 65535) fail('sidecar.port', 'must be a port number 1-65535');
-      cfg.sidecar.port = s.port as number;
-    }
-    if (s.mode !== undefined) {
-      if (!SIDECAR_MODES.includes(s.mode as SidecarMode)) fail('sidecar.mode', `must be one of ${SIDECAR_MODES.join(', ')}`);
-      cfg.sidecar.mode = s.mode as SidecarMode;
-    }
-    if (s.resources !== undefined) {
-      const r = map('sidecar.resources', s.resources);
-      keys('sidecar.resources', r, ['requests', 'limits']);
-      const res: V1ResourceRequirements = {};
-      for (const part of ['requests', 'limits'] as const) {
-        if (r[part] === undefined) continue;
-        const m = map(`sidecar.resources.${part}`, r[part]);
-        const out: Record<string, string> = {};
-        for (const [k, v] of Object.entries(m)) {
-          if (typeof v !== 'string' && typeof v !== 'number') fail(`sidecar.resources.${part}.${k}`, 'must be a quantity such as 10m or 64Mi');
-          out[k] = String(v);
-        }
-        res[part] = out;
-      }
-      cfg.sidecar.resources = res;
-    }
-  }
+  const r = new ConfigReader(source);
+  const root = r.map('(file)', data);
+  r.keys('', root, ['sidecar', 'defaults', 'allowedHandlers', 'allowedHosts', 'adoptNativeHooks', 'hookCallers', 'eventOutput']);
+  if (root.sidecar !== undefined) readSidecar(r, r.map('sidecar', root.sidecar), cfg.sidecar);
   if (root.defaults !== undefined) {
-    const d = map('defaults', root.defaults);
-    keys('defaults', d, ['timeoutSeconds', 'shutdownSeconds']);
-    if (d.timeoutSeconds !== undefined) cfg.defaults.timeoutSeconds = posNum('defaults.timeoutSeconds', d.timeoutSeconds, false);
-    if (d.shutdownSeconds !== undefined) cfg.defaults.shutdownSeconds = posNum('defaults.shutdownSeconds', d.shutdownSeconds, true);
+    const d = r.map('defaults', root.defaults);
+    r.keys('defaults', d, ['timeoutSeconds', 'shutdownSeconds']);
+    if (d.timeoutSeconds !== undefined) cfg.defaults.timeoutSeconds = r.posNum('defaults.timeoutSeconds', d.timeoutSeconds, false);
+    if (d.shutdownSeconds !== undefined) cfg.defaults.shutdownSeconds = r.posNum('defaults.shutdownSeconds', d.shutdownSeconds, true);
   }
-  if (root.allowedHandlers !== undefined) {
-    const a = root.allowedHandlers;
-    if (!Array.isArray(a)) fail('allowedHandlers', `must be a list of handler kinds (${HANDLER_KINDS.join(', ')})`);
-    cfg.allowedHandlers = (a as unknown[]).map((k, i) =>
-      HANDLER_KINDS.includes(k as HandlerKind) ? (k as HandlerKind) : fail(`allowedHandlers[${i}]`, `unknown handler kind ${JSON.stringify(k)}; expected one of ${HANDLER_KINDS.join(', ')}`),
-    );
-  }
-  if (root.allowedHosts !== undefined) {
-    const a = root.allowedHosts;
-    if (!Array.isArray(a)) fail('allowedHosts', 'must be a list of host names or IP addresses (`*.example.com` for a domain, `*` for any host)');
-    cfg.allowedHosts = (a as unknown[]).map((h, i) =>
-      typeof h === 'string' && /^(\*|(\*\.)?[^\s/?#@*]+)$/.test(h) ? h.toLowerCase() : fail(`allowedHosts[${i}]`, `must be a host name or IP address, \`*.domain\` or \`*\`, got ${JSON.stringify(h)}`),
-    );
-  }
-  if (root.adoptNativeHooks !== undefined) cfg.adoptNativeHooks = bool('adoptNativeHooks', root.adoptNativeHooks);
-  if (root.hookCallers !== undefined) {
-    const h = root.hookCallers;
-    const expected = 'must be auto, any, or a list of CIDRs such as [10.0.0.0/8, "fd00::/8"]';
-    if (h === 'auto' || h === 'any') cfg.hookCallers = h;
-    else if (!Array.isArray(h)) fail('hookCallers', `${expected}, got ${JSON.stringify(h)}`);
-    else if (h.length === 0) fail('hookCallers', `is an empty list, which would refuse the kubelet itself; ${expected}`);
-    else {
-      cfg.hookCallers = (h as unknown[]).map((c, i) =>
-        (typeof c === 'string' ? parseCidr(c) : undefined) ?? fail(`hookCallers[${i}]`, `must be a CIDR such as 10.0.0.0/8 or fd00::/8 (or one address), got ${JSON.stringify(c)}`),
-      );
-    }
-  }
-  if (root.eventOutput !== undefined) cfg.eventOutput = bool('eventOutput', root.eventOutput);
+  if (root.allowedHandlers !== undefined) cfg.allowedHandlers = readAllowedHandlers(r, root.allowedHandlers);
+  if (root.allowedHosts !== undefined) cfg.allowedHosts = readAllowedHosts(r, root.allowedHosts);
+  if (root.adoptNativeHooks !== undefined) cfg.adoptNativeHooks = r.bool('adoptNativeHooks', root.adoptNativeHooks);
+  if (root.hookCallers !== undefined) cfg.hookCallers = readHookCallers(r, root.hookCallers);
+  if (root.eventOutput !== undefined) cfg.eventOutput = r.bool('eventOutput', root.eventOutput);
   return cfg;
+}
+
+function readSidecar(r: ConfigReader, s: Obj, out: Config['sidecar']): void {
+  r.keys('sidecar', s, ['image', 'imagePullPolicy', 'port', 'mode', 'resources']);
+  if (s.image !== undefined) out.image = typeof s.image === 'string' && s.image ? s.image : r.fail('sidecar.image', 'must be an image reference');
+  if (s.imagePullPolicy !== undefined) {
+    if (s.imagePullPolicy !== 'Always' && s.imagePullPolicy !== 'IfNotPresent' && s.imagePullPolicy !== 'Never') r.fail('sidecar.imagePullPolicy', 'must be Always, IfNotPresent or Never');
+    out.imagePullPolicy = s.imagePullPolicy as Config['sidecar']['imagePullPolicy'];
+  }
+  if (s.port !== undefined) {
+    if (typeof s.port !== 'number' || !Number.isInteger(s.port) || s.port < 1 || s.port > 65535) r.fail('sidecar.port', 'must be a port number 1-65535');
+    out.port = s.port as number;
+  }
+  if (s.mode !== undefined) {
+    if (!SIDECAR_MODES.includes(s.mode as SidecarMode)) r.fail('sidecar.mode', `must be one of ${SIDECAR_MODES.join(', ')}`);
+    out.mode = s.mode as SidecarMode;
+  }
+  if (s.resources !== undefined) out.resources = readResources(r, r.map('sidecar.resources', s.resources));
+}
+
+function readResources(r: ConfigReader, o: Obj): V1ResourceRequirements {
+  r.keys('sidecar.resources', o, ['requests', 'limits']);
+  const res: V1ResourceRequirements = {};
+  for (const part of ['requests', 'limits'] as const) {
+    if (o[part] === undefined) continue;
+    const m = r.map(`sidecar.resources.${part}`, o[part]);
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(m)) {
+      if (typeof v !== 'string' && typeof v !== 'number') r.fail(`sidecar.resources.${part}.${k}`, 'must be a quantity such as 10m or 64Mi');
+      out[k] = String(v);
+    }
+    res[part] = out;
+  }
+  return res;
+}
+
+function readAllowedHandlers(r: ConfigReader, a: unknown): HandlerKind[] {
+  if (!Array.isArray(a)) r.fail('allowedHandlers', `must be a list of handler kinds (${HANDLER_KINDS.join(', ')})`);
+  return (a as unknown[]).map((k, i) =>
+    HANDLER_KINDS.includes(k as HandlerKind) ? (k as HandlerKind) : r.fail(`allowedHandlers[${i}]`, `unknown handler kind ${JSON.stringify(k)}; expected one of ${HANDLER_KINDS.join(', ')}`),
+  );
+}
+
+function readAllowedHosts(r: ConfigReader, a: unknown): string[] {
+  if (!Array.isArray(a)) r.fail('allowedHosts', 'must be a list of host names or IP addresses (`*.example.com` for a domain, `*` for any host)');
+  return (a as unknown[]).map((h, i) =>
+    typeof h === 'string' && /^(\*|(\*\.)?[^\s/?#@*]+)$/.test(h) ? h.toLowerCase() : r.fail(`allowedHosts[${i}]`, `must be a host name or IP address, \`*.domain\` or \`*\`, got ${JSON.stringify(h)}`),
+  );
+}
+
+function readHookCallers(r: ConfigReader, h: unknown): Config['hookCallers'] {
+  const expected = 'must be auto, any, or a list of CIDRs such as [10.0.0.0/8, "fd00::/8"]';
+  if (h === 'auto' || h === 'any') return h;
+  if (!Array.isArray(h)) return r.fail('hookCallers', `${expected}, got ${JSON.stringify(h)}`);
+  if (h.length === 0) return r.fail('hookCallers', `is an empty list, which would refuse the kubelet itself; ${expected}`);
+  return (h as unknown[]).map((c, i) =>
+    (typeof c === 'string' ? parseCidr(c) : undefined) ?? r.fail(`hookCallers[${i}]`, `must be a CIDR such as 10.0.0.0/8 or fd00::/8 (or one address), got ${JSON.stringify(c)}`),
+  );
 }
 
 export function loadConfig(path: string | undefined, version: string): Config {
