@@ -280,6 +280,7 @@ export async function startWebhookServer(opts: StartWebhookServerOptions): Promi
   const t = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
   const state: ServerState = { draining: false, inFlight: 0 };
   const app = createWebhookApp({ ...opts, state });
+  opts.metrics.watchCertificate(() => opts.tls.current().validTo);
 
   const server = https.createServer(
     {
