@@ -340,7 +340,7 @@ test('PrometheusRule: every expression parses as PromQL and names only metrics a
     }
   }
   // What the issue asks alerts for: errors, latency, certificate expiry, hook failures, PreStop cut-offs.
-  for (const metric of ['hook_runner_webhook_rejected_requests_total', 'hook_runner_admission_duration_seconds_bucket', 'certmanager_certificate_expiration_timestamp_seconds', 'hook_runner_hook_calls_total'])
+  for (const metric of ['hook_runner_webhook_rejected_requests_total', 'hook_runner_admission_duration_seconds_bucket', 'hook_runner_webhook_certificate_expiry_timestamp_seconds', 'hook_runner_hook_calls_total'])
     assert.ok(used.has(metric), `an alert uses ${metric}`);
   assert.ok(alerts.some((r) => /result="deadline"/.test(r.expr) && /phase="preStop"/.test(r.expr)), 'an alert on PreStop cut-offs');
 

@@ -49,7 +49,7 @@ const table: Array<[string, string, string]> = [
   ['bad scheme', 'app: {preStop: [{http: {path: /, port: 80, scheme: ftp}}]}', 'hook-runner.dev/hooks: app.preStop[0].http.scheme: must be HTTP or HTTPS, got the string "ftp"'],
   ['path without slash', 'app: {preStop: [{http: {path: drain, port: 80}}]}', 'hook-runner.dev/hooks: app.preStop[0].http.path: must start with "/", got "drain"'],
   ['header with newline', 'app: {preStop: [{http: {path: /, port: 80, headers: {X-A: "a\\r\\nb"}}}]}', 'hook-runner.dev/hooks: app.preStop[0].http.headers[0].value: must not contain line breaks'],
-  ['duplicate keys', 'app: {}\napp: {}', 'hook-runner.dev/hooks: not valid YAML or JSON: Map keys must be unique at line 2, column 1 of the annotation: "app: {}"'],
+  ['duplicate keys', 'app: {}\napp: {}', 'hook-runner.dev/hooks: not valid YAML or JSON: Map keys must be unique; "app" is repeated at line 2, column 1 of the annotation: "app: {}"'],
 ];
 
 for (const [name, text, expected] of table) {
@@ -194,10 +194,10 @@ test('budget: worst case counts attempts, timeouts and doubling retry delays', (
 });
 
 test('YAML keys: duplicates and collection keys are refused in one pass (the parser\'s own check is quadratic)', () => {
-  assert.equal(errorOf('app: {}\nside: {}\napp: {}'), 'hook-runner.dev/hooks: not valid YAML or JSON: Map keys must be unique; "app" is repeated (at offset 17)');
-  assert.equal(errorOf('app: {preStop: [{sleep: {seconds: 1, "seconds": 2}}]}'), 'hook-runner.dev/hooks: not valid YAML or JSON: Map keys must be unique; "seconds" is repeated (at offset 37)');
-  assert.equal(errorOf('{app: 1}: {}'), 'hook-runner.dev/hooks: not valid YAML or JSON: map keys must be plain strings, not lists or maps (at offset 0)');
-  assert.equal(errorOf('? [a]\n: {}'), 'hook-runner.dev/hooks: not valid YAML or JSON: map keys must be plain strings, not lists or maps (at offset 2)');
+  assert.equal(errorOf('app: {}\nside: {}\napp: {}'), 'hook-runner.dev/hooks: not valid YAML or JSON: Map keys must be unique; "app" is repeated at line 3, column 1 of the annotation: "app: {}"');
+  assert.equal(errorOf('app: {preStop: [{sleep: {seconds: 1, "seconds": 2}}]}'), 'hook-runner.dev/hooks: not valid YAML or JSON: Map keys must be unique; "seconds" is repeated at line 1, column 38 of the annotation: "app: {preStop: [{sleep: {seconds: 1, \\"seconds\\": 2}}]}"');
+  assert.equal(errorOf('{app: 1}: {}'), 'hook-runner.dev/hooks: not valid YAML or JSON: map keys must be plain strings, not lists or maps at line 1, column 1 of the annotation: "{app: 1}: {}"');
+  assert.equal(errorOf('? [a]\n: {}'), 'hook-runner.dev/hooks: not valid YAML or JSON: map keys must be plain strings, not lists or maps at line 1, column 3 of the annotation: "? [a]"');
   // 1 and "1" become the same key of a JS object.
   assert.match(errorOf('1: {}\n"1": {}'), /"1" is repeated/);
 });

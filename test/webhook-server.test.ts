@@ -3,6 +3,7 @@
  * logic, HTTP errors, health, metrics, the per-admission log line, graceful shutdown, and the
  * `hook-runner webhook` command both in-process and as the built binary.
  */
+import { X509Certificate } from 'node:crypto';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -415,6 +416,9 @@ test('GET /metrics: admission counters by outcome and reason, the latency histog
   has('hook_runner_webhook_rejected_requests_total{reason="not-found"} 1');
   assert.match(m.text, /^process_cpu_user_seconds_total \d/m);
   assert.match(m.text, /^nodejs_eventloop_lag_seconds /m);
+  // The served certificate's notAfter, for the certificate-expiry alert of the self-signed setup.
+  const notAfter = new X509Certificate(bundle.cert).validTo;
+  has(`hook_runner_webhook_certificate_expiry_timestamp_seconds ${Date.parse(notAfter) / 1000}`);
 });
 
 test('an unexpected error in the admission logic is a 500 with a JSON body and an error log line', async (t) => {

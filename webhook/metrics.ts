@@ -3,7 +3,7 @@
  * using prom-client's global one, so tests (and any future second server in one process) never
  * collide on "metric already registered".
  */
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 type AdmissionOutcomeLabel = 'injected' | 'rekeyed' | 'skipped' | 'denied';
 
@@ -16,6 +16,11 @@ export interface WebhookMetrics {
   observeAdmission(outcome: AdmissionOutcomeLabel, reason: string | undefined, seconds: number): void;
   /** Counts one request answered with an HTTP error (400, 404, 405, 413, 415, 500). */
   observeRejected(reason: RejectReason): void;
+  /**
+   * Where the served certificate's expiry is read at each scrape (the server passes its TLS provider):
+   * the self-signed setup has no cert-manager metric to alert on, so the webhook exposes its own.
+   */
+  watchCertificate(validTo: () => string | undefined): void;
 }
 
 /** Reasons are single greppable words from the admission logic; anything else is folded so a bug cannot explode label cardinality. */
@@ -51,8 +56,22 @@ export function createWebhookMetrics(opts: { defaultMetrics?: boolean } = {}): W
     registers: [registry],
   });
 
+  let certValidTo: () => string | undefined = () => undefined;
+  new Gauge({
+    name: 'hook_runner_webhook_certificate_expiry_timestamp_seconds',
+    help: 'When the certificate the webhook serves now expires (notAfter), in seconds since the epoch.',
+    registers: [registry],
+    collect() {
+      const t = Date.parse(certValidTo() ?? '');
+      if (Number.isFinite(t)) this.set(t / 1000);
+    },
+  });
+
   return {
     registry,
+    watchCertificate(validTo) {
+      certValidTo = validTo;
+    },
     observeAdmission(outcome, reason, seconds) {
       admissions.inc({ outcome, reason: reasonLabel(reason) });
       duration.observe({ outcome }, seconds);

@@ -372,6 +372,7 @@ async function drainAndClose(server: https.Server, state: ServerState, tls: TlsP
 export async function startWebhookServer(opts: StartWebhookServerOptions): Promise<WebhookServer> {
   const log = opts.logger.child({ component: 'webhook' });
   const state: ServerState = { draining: false, inFlight: 0 };
+  opts.metrics.watchCertificate(() => opts.tls.current().validTo);
   const server = createHttpsServer(opts.tls, { ...DEFAULT_TIMEOUTS, ...opts.timeouts }, createWebhookApp({ ...opts, state }), log);
   // Once the listener is closed, a connection that finishes its last response is closed at once
   // instead of idling until keepAliveTimeout and holding shutdown up. Not before: during the

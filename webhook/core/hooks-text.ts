@@ -104,10 +104,11 @@ export function parseHooksText(text: string, source = ANNOTATION_HOOKS): unknown
         // By their text as a JS object key: `1` and "1" would land on the same key.
         const seen = new Set<string>();
         for (const pair of map.items) {
-          const where = isNode(pair.key) && pair.key.range ? ` (at offset ${pair.key.range[0]})` : '';
-          if (!isScalar(pair.key)) throw new Error(`map keys must be plain strings, not lists or maps${where}`);
+          // `pos` as the parser's own errors carry it, so yamlErrorText names the line and column.
+          const at = (message: string) => Object.assign(new Error(message), isNode(pair.key) && pair.key.range ? { pos: [pair.key.range[0], pair.key.range[1]] } : {});
+          if (!isScalar(pair.key)) throw at('map keys must be plain strings, not lists or maps');
           const key = String(pair.key.value);
-          if (seen.has(key)) throw new Error(`Map keys must be unique; ${JSON.stringify(key)} is repeated${where}`);
+          if (seen.has(key)) throw at(`Map keys must be unique; ${JSON.stringify(key)} is repeated`);
           seen.add(key);
         }
       },
