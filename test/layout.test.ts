@@ -2,9 +2,10 @@
  * The source layout of CONTRIBUTING.md, kept true: every import of the source tree (static, type-only,
  * re-export and dynamic) is read and checked against who may import whom.
  *
- *   common/            imports common/ only, and holds only what webhook/ AND sidecar/ both import
+ *   common/            imports common/ only (at run time no package but Node's builtins, as the sidecar), and holds only what webhook/ AND sidecar/ both import
  *                      (version.ts aside: the package's identity, reported by every binary)
- *   sidecar/           sidecar/, common/
+ *   sidecar/           sidecar/, common/; at run time no package but Node's builtins (its start time and memory
+ *                      are paid in every hooked pod: docs/design-decisions.md)
  *   webhook/core/      webhook/core/, common/; no servers, clients or loggers (pure mutation)
  *   webhook/cluster/   webhook/cluster/, webhook/core/, common/
  *   webhook/*.ts       the webhook's edges: webhook/**, common/
@@ -77,6 +78,7 @@ function layoutViolations(files: ReadonlyMap<string, string>): string[] {
         if (from === 'webhook/core' && !imp.typeOnly && !CORE_RUNTIME_PACKAGES.includes(imp.target)) {
           problems.push(`${file} loads ${imp.target}: webhook/core/ is the pure mutation (allowed at run time: ${CORE_RUNTIME_PACKAGES.join(', ')})`);
         }
+        if ((from === 'sidecar' || from === 'common') && !imp.typeOnly && !imp.target.startsWith('node:')) problems.push(`${file} loads ${imp.target}: the sidecar runs on Node's builtins only`);
         continue;
       }
       const to = layerOf(imp.target);
@@ -128,8 +130,8 @@ test('layout: the import reader sees every form of import, and the rules catch e
     ['webhook/cluster/kube.ts', ''],
     ['webhook/server.ts', "import { x } from './core/x.js';"],
     ['cli/explain.ts', ''],
-    ['sidecar/proc.ts', "import { y } from '../webhook/core/x.js';"],
-    ['common/only-webhook.ts', "import { z } from '../cli/explain.js';"],
+    ['sidecar/proc.ts', "import { y } from '../webhook/core/x.js';\nimport pino from 'pino';\nimport { readFile } from 'node:fs/promises';"],
+    ['common/only-webhook.ts', "import { z } from '../cli/explain.js';\nimport type { V1Pod } from '@kubernetes/client-node';\nimport { parse } from 'yaml';"],
   ]);
   assert.deepEqual(
     importsOf('webhook/core/x.ts', core).map((i) => `${i.target}${i.typeOnly ? ' (type)' : ''}`),
@@ -142,7 +144,9 @@ test('layout: the import reader sees every form of import, and the rules catch e
     'webhook/core/x.ts imports sidecar/proc.ts: webhook/core/ may import only webhook/core/, common/',
     'webhook/core/x.ts loads express: webhook/core/ is the pure mutation (allowed at run time: yaml, fast-json-patch, node:crypto, node:fs, node:net, node:os)',
     'sidecar/proc.ts imports webhook/core/x.ts: sidecar/ may import only sidecar/, common/',
+    "sidecar/proc.ts loads pino: the sidecar runs on Node's builtins only",
     'common/only-webhook.ts imports cli/explain.ts: common/ may import only common/',
+    "common/only-webhook.ts loads yaml: the sidecar runs on Node's builtins only",
     'common/only-webhook.ts is in common/ but webhook/ does not import it: common/ holds only what webhook/ and sidecar/ both use',
     'common/only-webhook.ts is in common/ but sidecar/ does not import it: common/ holds only what webhook/ and sidecar/ both use',
   ]);
