@@ -16,7 +16,7 @@
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { accessSync, chmodSync, constants as fsConstants, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, constants as fsConstants, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { delimiter, dirname, join, resolve } from 'node:path';
@@ -99,15 +99,26 @@ export function procStatusField(pid: number, field: string): string | undefined 
   }
 }
 
-/** The kubelet's lifecycle httpGet: any response is success (body discarded); only transport errors fail. */
-/** Host pids whose command line is exactly `argv`. */
-export function processesWithArgv(argv: string[]): number[] {
+/** The PID namespace of host pid `pid` (`pid:[4026…]`), or undefined when it is gone. */
+export function pidNamespace(pid: number): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/pid`);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Host pids whose command line is exactly `argv`; with `pidNs`, only those in that PID namespace
+ * (a pod's own: other test runs on the machine may run the same command at the same time).
+ */
+export function processesWithArgv(argv: string[], pidNs?: string): number[] {
   const want = `${argv.join('\0')}\0`;
   const out: number[] = [];
   for (const n of readdirSync('/proc')) {
     if (!/^[0-9]+$/.test(n)) continue;
     try {
-      if (readFileSync(`/proc/${n}/cmdline`, 'utf8') === want) out.push(Number(n));
+      if (readFileSync(`/proc/${n}/cmdline`, 'utf8') === want && (pidNs === undefined || pidNamespace(Number(n)) === pidNs)) out.push(Number(n));
     } catch {
       /* gone */
     }
@@ -129,6 +140,7 @@ export interface HttpGetHook {
   httpHeaders?: Array<{ name: string; value: string }>;
 }
 
+/** The kubelet's lifecycle httpGet: any response is success (body discarded); only transport errors fail. */
 export function kubeletCall(h: HttpGetHook, timeoutMs: number, token?: string): Promise<HookCall> {
   const start = Date.now();
   const headers: Record<string, string> = { 'User-Agent': 'kube-lifecycle/1.30' };
@@ -228,6 +240,7 @@ export class Pod {
   token = '';
   private init?: ChildProcess;
   private initPid = 0;
+  private pidNs?: string;
   private readonly children: ChildProcess[] = [];
 
   private constructor(readonly def: PodDef) {
@@ -344,6 +357,32 @@ export class Pod {
     const waitReady = [process.execPath, CLI, 'wait-ready', '--port', String(this.port), '--timeout-seconds', '15'];
     const r = this.def.netns ? spawnSync('ip', ['netns', 'exec', this.def.netns, ...waitReady], { encoding: 'utf8', timeout: 20_000 }) : spawnSync(waitReady[0]!, waitReady.slice(1), { encoding: 'utf8', timeout: 20_000 });
     if (r.status !== 0) throw new Error(`sidecar not ready: ${r.stderr}\nsidecar stderr: ${this.sidecarStderr}\nlog: ${this.sidecarLog.join('\n')}`);
+  }
+
+  private podPidNs(): string {
+    const ns = (this.pidNs ??= pidNamespace(this.initPid));
+    if (!ns) throw new Error(`pod ${this.def.name}: its init ${this.initPid} is gone, so its PID namespace cannot be read`);
+    return ns;
+  }
+
+  /** Host pids of this pod's PID namespace whose command line is exactly `argv`. */
+  processesWithArgv(argv: string[]): number[] {
+    return processesWithArgv(argv, this.podPidNs());
+  }
+
+  /** Every process of this pod's PID namespace, with its command line. */
+  processes(): Array<{ pid: number; argv: string[] }> {
+    const ns = this.podPidNs();
+    const out: Array<{ pid: number; argv: string[] }> = [];
+    for (const n of readdirSync('/proc')) {
+      if (!/^[0-9]+$/.test(n) || pidNamespace(Number(n)) !== ns) continue;
+      try {
+        out.push({ pid: Number(n), argv: readFileSync(`/proc/${n}/cmdline`, 'utf8').split('\0').slice(0, -1) });
+      } catch {
+        /* gone */
+      }
+    }
+    return out;
   }
 
   /** A /proc/PID/status field of host pid `pid` as the pod sees it (through the pod's own /proc). */
