@@ -247,7 +247,7 @@ test('token and routing: wrong or missing token 401 without running anything, un
     {
       name: 'auth',
       graceSeconds: 5,
-      hooks: { app: { preStop: [{ exec: { command: ['sh', '-c', 'echo ran >> ran.out'] } }] } },
+      hooks: { app: { shutdownSeconds: 1, preStop: [{ exec: { command: ['sh', '-c', 'echo ran >> ran.out'] } }] } },
       containers: [{ name: 'app', uid: 1000 }],
     },
     async (pod) => {

@@ -53,7 +53,7 @@ export function missingPrerequisite(): string | undefined {
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `fn` every `everyMs` until it returns a value, at most `timeoutMs`. */
-export async function until<T>(what: string, fn: () => T | undefined | false, timeoutMs = 5000, everyMs = 20): Promise<T> {
+export async function until<T>(what: string, fn: () => T | undefined | false, timeoutMs = 15_000, everyMs = 20): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (let i = 0; i < timeoutMs / everyMs + 2; i++) {
     const v = fn();
@@ -423,6 +423,8 @@ export class Pod {
       `cd ${q(join(cdir, 'work'))}`,
       `exec env -i ${Object.entries(env).map(([k, v]) => q(`${k}=${v}`)).join(' ')} setpriv --reuid=${uid} --regid=${gid} --clear-groups --inh-caps=-all ${bounding.join(' ')} -- ${command.map(q).join(' ')}`,
     ].join('\n');
+    // A restart appends to the same event log: wait for a start event of this run, not an earlier one.
+    const startsBefore = this.appEvents(name).filter((e) => e.ev === 'start').length;
     const child = spawn('nsenter', ['--target', String(this.initPid), '--pid', '--mount', '--', 'unshare', '--mount', '--propagation', 'private', '--', 'bash', '-c', script], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.children.push(child);
     let stderr = '';
@@ -435,7 +437,7 @@ export class Pod {
     const ppid = this.podView(rc.pid, 'PPid');
     if (ppid !== '0') throw new Error(`container ${name}: main process ${rc.pid} has PPid ${ppid} inside the pod, want 0 (started by the runtime)`);
     // Wait until the app itself runs (the exec chain ends in it, same pid).
-    await until(`container ${name} app start (stderr: ${stderr})`, () => (def.command ? procStatusField(rc.pid, 'Uid')?.split(/\s+/)[0] === String(uid) : this.appEvents(name).some((e) => e.ev === 'start')), 10_000);
+    await until(`container ${name} app start (stderr: ${stderr})`, () => (def.command ? procStatusField(rc.pid, 'Uid')?.split(/\s+/)[0] === String(uid) : this.appEvents(name).filter((e) => e.ev === 'start').length > startsBefore), 10_000);
     this.containers.set(name, rc);
     const ps = spec.lifecycle?.postStart?.httpGet as HttpGetHook | undefined;
     if (ps) rc.postStart = await kubeletCall(ps, 60_000);
