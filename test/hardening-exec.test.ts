@@ -182,7 +182,7 @@ test('another container that sets HOOK_RUNNER_CONTAINER=app is never chosen for 
       assert.ok(!pod.appEvents('evil').some((e) => e.ev === 'signal'), 'the impostor got no signal');
       assert.ok(!pod.appEvents('app').some((e) => e.ev === 'signal'));
       assert.ok(!existsSync(`${pod.dir}/c-evil/work/hooked`), 'the exec never ran in the impostor');
-      assert.ok(pod.sidecarLines().some((l) => /refusing to pick a target/.test(l.msg ?? '')));
+      await until('the refusal log line', () => pod.sidecarLines().some((l) => /refusing to pick a target/.test(l.msg ?? '')), 10_000);
     },
   );
 });

@@ -58,8 +58,8 @@ test('exec runs in the target container: its mount namespace, uid/gid, env and c
       assert.equal(rep.outcome, 'succeeded');
       assert.match(rep.handlers[0].attempts[0].outputTail, /bye/);
       // One log line per attempt, with the output tail; the token is in no log line.
-      const attempts = pod.sidecarLines().filter((l) => l.msg?.startsWith('hook handler attempt'));
-      assert.ok(attempts.some((l) => l.phase === 'preStop' && l.handler === 'exec' && l.attempt === 1 && l.output.includes('bye') && typeof l.durationMs === 'number' && l.pod === 'exec' && l.namespace === 'harness'));
+      // (read from the sidecar's stdout pipe: wait for the line to arrive)
+      await until('the PreStop attempt log line', () => pod.sidecarLines().some((l) => l.msg?.startsWith('hook handler attempt') && l.phase === 'preStop' && l.handler === 'exec' && l.attempt === 1 && l.output.includes('bye') && typeof l.durationMs === 'number' && l.pod === 'exec' && l.namespace === 'harness'), 10_000);
       assert.ok(!pod.sidecarLog.join('\n').includes(pod.token), 'token never logged');
     },
   );
@@ -119,7 +119,10 @@ test('HTTP handlers: PostStart httpGet, PreStop sleep then http POST with body a
       const term = ev.find((e) => e.ev === 'signal' && e.sig === 'SIGTERM')!;
       assert.ok(term.t >= drain.t);
       // Restricted sidecar: environ of another uid is unreadable; said once, hooks still ran.
-      assert.equal(pod.sidecarLines().filter((l) => /cannot read \/proc\/PID\/environ/.test(l.msg ?? '')).length, 1);
+      const unreadable = () => pod.sidecarLines().filter((l) => /cannot read \/proc\/PID\/environ/.test(l.msg ?? '')).length;
+      await until('the unreadable-environ warning', () => unreadable() >= 1, 10_000);
+      await until('the PreStop log line', () => pod.sidecarLines().some((l) => l.msg === 'hook succeeded' && l.phase === 'preStop'), 10_000);
+      assert.equal(unreadable(), 1, 'said once');
     },
   );
 });
@@ -394,9 +397,11 @@ test('a uid-0 target: with the injected SETPCAP the command is narrowed to the t
         const eff = capNames(caps.CapEff as bigint);
         if (!withSetpcap) {
           assert.deepEqual(eff, capNames(capMask(EXEC_CAPS.filter((c) => c !== 'setpcap'))), 'holds the sidecar set (no_new_privs caps it)');
-          assert.ok(pod.sidecarLines().some((l) => /cannot narrow the exec command/.test(l.msg ?? '') && l.caps.join() === 'dac_read_search,sys_ptrace'));
+          await until('the cannot-narrow warning', () => pod.sidecarLines().some((l) => /cannot narrow the exec command/.test(l.msg ?? '') && l.caps.join() === 'dac_read_search,sys_ptrace'), 10_000);
         } else {
           assert.deepEqual(eff, ['kill', 'setgid', 'setuid', 'setpcap', 'sys_chroot'], 'narrowed to target ∩ sidecar (SYS_PTRACE and DAC_READ_SEARCH gone)');
+          // The warning would come before the hook's own log line: wait for that one, then look.
+          await until('the PostStart log line', () => pod.sidecarLines().some((l) => l.msg === 'hook succeeded' && l.phase === 'postStart'), 10_000);
           assert.ok(!pod.sidecarLines().some((l) => /cannot narrow/.test(l.msg ?? '')));
         }
       },

@@ -351,7 +351,14 @@ export class Pod {
       this.sidecarLog.push(...lines.filter(Boolean));
     });
     child.stderr!.setEncoding('utf8').on('data', (c: string) => (this.sidecarStderr += c));
-    this.sidecarExited = new Promise((res) => child.on('exit', (code, signal) => res((this.sidecarExit = { code, signal, t: Date.now() }))));
+    // Resolves once its stdout is read to the end too (bounded): 'exit' can come before the last log lines.
+    const outClosed = new Promise<void>((r) => child.stdout!.once('close', () => r()));
+    this.sidecarExited = new Promise((res) => {
+      child.on('exit', (code, signal) => {
+        const info = (this.sidecarExit = { code, signal, t: Date.now() });
+        void Promise.race([outClosed, sleep(5000)]).then(() => res(info));
+      });
+    });
     this.sidecarPid = await until('sidecar process', () => childOf(child.pid!));
     // What the native sidecar's startupProbe does, through the CLI the container mode uses.
     const waitReady = [process.execPath, CLI, 'wait-ready', '--port', String(this.port), '--timeout-seconds', '15'];
