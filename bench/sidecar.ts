@@ -89,7 +89,7 @@ export function get(port: number, path: string, headers: Record<string, string> 
 
 const nowMs = () => performance.now();
 
-function rssMb(pid: number): number {
+export function rssMb(pid: number): number {
   const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (!m) throw new Error(`no VmRSS for pid ${pid}`);
   return Number(m[1]) / 1024;
@@ -103,12 +103,12 @@ export interface StartedSidecar {
 }
 
 /** Spawns the sidecar and polls /readyz (every 2 ms, bounded at 15 s): spawn → first 200. */
-export async function startSidecar(hooks: Record<string, unknown>, graceSeconds = 30, ns?: PidNs): Promise<StartedSidecar> {
+export async function startSidecar(hooks: Record<string, unknown>, graceSeconds = 30, ns?: PidNs, nodeArgs: readonly string[] = []): Promise<StartedSidecar> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (the bench runs the built sidecar)`);
   const port = await freePort();
   const env = injectedSidecarEnv(hooks, port, graceSeconds);
   const t0 = nowMs();
-  const child = spawnIn(ns, [process.execPath, CLI, 'sidecar'], childEnv(env), ['ignore', 'ignore', 'pipe']);
+  const child = spawnIn(ns, [process.execPath, ...nodeArgs, process.env.BENCH_SIDECAR_ENTRY ?? CLI, 'sidecar'], childEnv(env), ['ignore', 'ignore', 'pipe']);
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c.slice(0, 4000)));
   for (let i = 0; i < 7500; i++) {
@@ -122,7 +122,7 @@ export async function startSidecar(hooks: Record<string, unknown>, graceSeconds 
 }
 
 /** Spawn → first byte on stdout of a bare node script. */
-async function bareNodeStartMs(): Promise<number> {
+export async function bareNodeStartMs(): Promise<number> {
   const t0 = nowMs();
   const child = track(spawn(process.execPath, ['-e', 'process.stdout.write("up\\n")'], { stdio: ['ignore', 'pipe', 'ignore'], env: childEnv({}) }));
   const ms = await new Promise<number>((resolve, reject) => {
@@ -136,7 +136,7 @@ async function bareNodeStartMs(): Promise<number> {
   return ms;
 }
 
-async function stop(c: ChildProcess): Promise<void> {
+export async function stop(c: ChildProcess): Promise<void> {
   if (c.exitCode !== null || c.signalCode !== null) return;
   const exited = new Promise<void>((r) => c.once('exit', () => r()));
   // nsenter forks the command into the namespace: kill that child first (nsenter then exits with it).
@@ -154,7 +154,7 @@ async function stop(c: ChildProcess): Promise<void> {
  * /proc holding only the "pod's" processes, as in a real pod, instead of every process of the host.
  * Without it everything runs in the host's namespace and the scan covers the host's processes.
  */
-interface PidNs {
+export interface PidNs {
   /** argv prefix that runs a command inside the namespace. */
   enter: string[];
 }
@@ -163,7 +163,7 @@ function which(name: string): boolean {
   return (process.env.PATH ?? '/usr/bin:/bin').split(':').some((d) => existsSync(`${d}/${name}`));
 }
 
-async function makePidNs(): Promise<PidNs | undefined> {
+export async function makePidNs(): Promise<PidNs | undefined> {
   if (process.platform !== 'linux' || process.getuid?.() !== 0 || !which('unshare') || !which('nsenter')) return undefined;
   // --kill-child: when unshare dies, its child (the namespace's init) dies, and with it every process inside.
   const init = track(spawn('unshare', ['--pid', '--fork', '--mount-proc', '--kill-child', 'sleep', '600'], { stdio: 'ignore' }));
@@ -176,7 +176,7 @@ async function makePidNs(): Promise<PidNs | undefined> {
   return undefined;
 }
 
-function childOf(ppid: number): number | undefined {
+export function childOf(ppid: number): number | undefined {
   try {
     for (const t of readFileSync(`/proc/${ppid}/task/${ppid}/children`, 'utf8').trim().split(/\s+/)) if (t) return Number(t);
   } catch {
@@ -191,12 +191,12 @@ function spawnIn(ns: PidNs | undefined, argv: string[], env: NodeJS.ProcessEnv, 
 }
 
 /** A "container": a process carrying the marker, as the app's processes in a shared PID namespace. */
-function marker(name: string, ns?: PidNs): ChildProcess {
+export function marker(name: string, ns?: PidNs): ChildProcess {
   return spawnIn(ns, ['sleep', '600'], childEnv({ [ENV_MARKER]: name }), 'ignore');
 }
 
 /** Resolves once the marker process runs `sleep` (inside the namespace: nsenter's child), bounded. */
-async function markerRunning(m: ChildProcess): Promise<void> {
+export async function markerRunning(m: ChildProcess): Promise<void> {
   await new Promise((r) => m.once('spawn', r));
   if (m.spawnfile !== 'nsenter') return;
   for (let i = 0; i < 500; i++) {
