@@ -54,9 +54,11 @@ COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 # `hook-runner` on PATH: the entrypoint, and the container-mode sidecar's PostStart
-# `exec: [hook-runner, wait-ready]` (DESIGN §4). Checked at build time, as is the exec helper (it
-# runs here and exits 125 with its usage when given no arguments).
-RUN ln -s /app/dist/cli/main.js /usr/local/bin/hook-runner && hook-runner version \
+# `exec: [hook-runner, wait-ready]` (DESIGN §4). It is the CommonJS launcher (sidecar/launcher.ts):
+# `sidecar` starts without node's ES module loader, every other command goes on to dist/cli/main.js
+# (docs/benchmarks.md). Checked at build time, as is the exec helper (it runs here and exits 125
+# with its usage when given no arguments).
+RUN ln -s /app/dist/sidecar/hook-runner.cjs /usr/local/bin/hook-runner && hook-runner version && hook-runner sidecar --help >/dev/null \
  && { /app/dist/sidecar/hook-exec; test $? -eq 125; }
 # Numeric, non-root by default, so the kubelet can verify runAsNonRoot. The webhook's injected
 # sidecar overrides the user only for exec/signal handlers (DESIGN §5).

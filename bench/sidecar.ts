@@ -1,11 +1,11 @@
 /**
- * The sidecar's cost: a plain child process running the built CLI (`dist/cli/main.js sidecar`)
+ * The sidecar's cost: a plain child process running what the image runs (`dist/sidecar/hook-runner.cjs sidecar`)
  * with the environment `mutatePod` writes for a pod, on 127.0.0.1, no namespaces, no API server
  * (no KUBERNETES_SERVICE_HOST: no Events). Hooked "containers" are `sleep` processes that
  * carry the HOOK_RUNNER_CONTAINER marker, as the app's processes would in a shared PID namespace.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +18,8 @@ import { mutatePod } from '../webhook/core/mutate.js';
 import { median, percentile, round, sleep } from './stats.js';
 
 export const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+/** What the image's `hook-runner sidecar` runs (Dockerfile): the CommonJS launcher with the sidecar inlined. */
+export const SIDECAR_ENTRY = fileURLToPath(new URL('../dist/sidecar/hook-runner.cjs', import.meta.url));
 
 export async function freePort(): Promise<number> {
   return new Promise((res, rej) => {
@@ -89,7 +91,7 @@ export function get(port: number, path: string, headers: Record<string, string> 
 
 const nowMs = () => performance.now();
 
-function rssMb(pid: number): number {
+export function rssMb(pid: number): number {
   const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (!m) throw new Error(`no VmRSS for pid ${pid}`);
   return Number(m[1]) / 1024;
@@ -103,12 +105,12 @@ export interface StartedSidecar {
 }
 
 /** Spawns the sidecar and polls /readyz (every 2 ms, bounded at 15 s): spawn → first 200. */
-export async function startSidecar(hooks: Record<string, unknown>, graceSeconds = 30, ns?: PidNs): Promise<StartedSidecar> {
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (the bench runs the built sidecar)`);
+export async function startSidecar(hooks: Record<string, unknown>, graceSeconds = 30, ns?: PidNs, nodeArgs: readonly string[] = []): Promise<StartedSidecar> {
+  if (!existsSync(SIDECAR_ENTRY)) throw new Error(`${SIDECAR_ENTRY} is missing: run npm run build first (the bench runs the built sidecar)`);
   const port = await freePort();
   const env = injectedSidecarEnv(hooks, port, graceSeconds);
   const t0 = nowMs();
-  const child = spawnIn(ns, [process.execPath, CLI, 'sidecar'], childEnv(env), ['ignore', 'ignore', 'pipe']);
+  const child = spawnIn(ns, [process.execPath, ...nodeArgs, SIDECAR_ENTRY, 'sidecar'], childEnv(env), ['ignore', 'ignore', 'pipe']);
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c.slice(0, 4000)));
   for (let i = 0; i < 7500; i++) {
@@ -122,7 +124,7 @@ export async function startSidecar(hooks: Record<string, unknown>, graceSeconds 
 }
 
 /** Spawn → first byte on stdout of a bare node script. */
-async function bareNodeStartMs(): Promise<number> {
+export async function bareNodeStartMs(): Promise<number> {
   const t0 = nowMs();
   const child = track(spawn(process.execPath, ['-e', 'process.stdout.write("up\\n")'], { stdio: ['ignore', 'pipe', 'ignore'], env: childEnv({}) }));
   const ms = await new Promise<number>((resolve, reject) => {
@@ -136,7 +138,7 @@ async function bareNodeStartMs(): Promise<number> {
   return ms;
 }
 
-async function stop(c: ChildProcess): Promise<void> {
+export async function stop(c: ChildProcess): Promise<void> {
   if (c.exitCode !== null || c.signalCode !== null) return;
   const exited = new Promise<void>((r) => c.once('exit', () => r()));
   // nsenter forks the command into the namespace: kill that child first (nsenter then exits with it).
@@ -154,7 +156,7 @@ async function stop(c: ChildProcess): Promise<void> {
  * /proc holding only the "pod's" processes, as in a real pod, instead of every process of the host.
  * Without it everything runs in the host's namespace and the scan covers the host's processes.
  */
-interface PidNs {
+export interface PidNs {
   /** argv prefix that runs a command inside the namespace. */
   enter: string[];
 }
@@ -163,7 +165,7 @@ function which(name: string): boolean {
   return (process.env.PATH ?? '/usr/bin:/bin').split(':').some((d) => existsSync(`${d}/${name}`));
 }
 
-async function makePidNs(): Promise<PidNs | undefined> {
+export async function makePidNs(): Promise<PidNs | undefined> {
   if (process.platform !== 'linux' || process.getuid?.() !== 0 || !which('unshare') || !which('nsenter')) return undefined;
   // --kill-child: when unshare dies, its child (the namespace's init) dies, and with it every process inside.
   const init = track(spawn('unshare', ['--pid', '--fork', '--mount-proc', '--kill-child', 'sleep', '600'], { stdio: 'ignore' }));
@@ -176,7 +178,7 @@ async function makePidNs(): Promise<PidNs | undefined> {
   return undefined;
 }
 
-function childOf(ppid: number): number | undefined {
+export function childOf(ppid: number): number | undefined {
   try {
     for (const t of readFileSync(`/proc/${ppid}/task/${ppid}/children`, 'utf8').trim().split(/\s+/)) if (t) return Number(t);
   } catch {
@@ -191,12 +193,12 @@ function spawnIn(ns: PidNs | undefined, argv: string[], env: NodeJS.ProcessEnv, 
 }
 
 /** A "container": a process carrying the marker, as the app's processes in a shared PID namespace. */
-function marker(name: string, ns?: PidNs): ChildProcess {
+export function marker(name: string, ns?: PidNs): ChildProcess {
   return spawnIn(ns, ['sleep', '600'], childEnv({ [ENV_MARKER]: name }), 'ignore');
 }
 
 /** Resolves once the marker process runs `sleep` (inside the namespace: nsenter's child), bounded. */
-async function markerRunning(m: ChildProcess): Promise<void> {
+export async function markerRunning(m: ChildProcess): Promise<void> {
   await new Promise((r) => m.once('spawn', r));
   if (m.spawnfile !== 'nsenter') return;
   for (let i = 0; i < 500; i++) {
@@ -235,7 +237,7 @@ const LOOP_PROBE = `data:text/javascript,${encodeURIComponent("import { monitorE
 async function eventLoopMaxAfterReady(ns: PidNs | undefined): Promise<number> {
   const port = await freePort();
   const env = injectedSidecarEnv({ app: { postStart: [{ sleep: { seconds: 0 } }] } }, port, 30);
-  const child = spawnIn(ns, [process.execPath, '--import', LOOP_PROBE, CLI, 'sidecar'], childEnv(env), ['ignore', 'ignore', 'pipe']);
+  const child = spawnIn(ns, [process.execPath, '--import', LOOP_PROBE, SIDECAR_ENTRY, 'sidecar'], childEnv(env), ['ignore', 'ignore', 'pipe']);
   let stderr = '';
   const reports: number[] = [];
   child.stderr!.setEncoding('utf8').on('data', (c: string) => {
@@ -273,6 +275,44 @@ async function eventLoopMaxAfterReady(ns: PidNs | undefined): Promise<number> {
   }
 }
 
+/** Context switches (voluntary + involuntary) of every thread of `pid`: each is a wake-up or a preemption. */
+export function contextSwitches(pid: number): number {
+  let n = 0;
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const st = readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8');
+      n += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0) + Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0);
+    } catch {
+      /* thread gone */
+    }
+  }
+  return n;
+}
+
+/**
+ * Idle wake-ups: a sidecar (the typical pod's hooks) and a bare node, both idle, started together;
+ * their threads' context switches are counted from 2 s after readiness to `settleMs` (one-off work:
+ * V8's memory reducer runs one GC ~10 s after start-up, on the main and the 4 platform threads),
+ * and then over `windowMs` (anything periodic). Runs beside the other steps: it only reads counters
+ * of its own processes, which no other step touches.
+ */
+async function idleWakeups(hooks: Record<string, unknown>, settleMs: number, windowMs: number): Promise<{ perMin: number; barePerMin: number; startup: number }> {
+  const s = await startSidecar(hooks);
+  const bare = track(spawn(process.execPath, ['-e', 'setInterval(()=>{},1e9)'], { stdio: 'ignore', env: childEnv({}) }));
+  try {
+    await sleep(2000);
+    const a0 = contextSwitches(s.child.pid!);
+    await sleep(Math.max(0, settleMs - 2000));
+    const [a1, b1, t1] = [contextSwitches(s.child.pid!), contextSwitches(bare.pid!), nowMs()];
+    await sleep(windowMs);
+    const [a2, b2, t2] = [contextSwitches(s.child.pid!), contextSwitches(bare.pid!), nowMs()];
+    const perMin = (n: number) => (n * 60_000) / (t2 - t1);
+    return { perMin: perMin(a2 - a1), barePerMin: perMin(b2 - b1), startup: a1 - a0 };
+  } finally {
+    await Promise.all([stop(s.child), stop(bare)]);
+  }
+}
+
 export interface SidecarOptions {
   /** Start rounds (ready_ms, rss) for the sidecar and the bare node baseline each. */
   startRounds: number;
@@ -282,10 +322,53 @@ export interface SidecarOptions {
   dispatchCalls: number;
   /** PreStop calls that overrun their budget. */
   prestopCalls: number;
+  /** Hook calls (each on a new container run) before RSS is read again (rss_after_calls). */
+  calls: number;
+  /** How long the sidecar idles after those calls before its RSS is read (V8 shrinks its heap ~10-20 s after a burst). */
+  settleMs: number;
+  /** Window over which idle wake-ups are counted. */
+  idleWindowMs: number;
   log?: (line: string) => void;
 }
 
 const SLEEP0 = { postStart: [{ sleep: { seconds: 0 } }] };
+
+/**
+ * Makes `o.calls` hook calls (four containers, a new run of each per round: the same run would get
+ * the stored answer), then resolves, after `o.settleMs` more, with the RSS right after the calls, the
+ * settled RSS and a bare node's RSS started when the calls ended. The idle wait runs beside later steps.
+ */
+async function rssAfterCalls(o: SidecarOptions, ns: PidNs | undefined): Promise<{ result: Promise<{ peak: number; settled: number; bare: number }> }> {
+  const names = ['c0', 'c1', 'c2', 'c3'];
+  const sc = await startSidecar(Object.fromEntries(names.map((n) => [n, SLEEP0])), 30, ns);
+  const pid = (sc.child.spawnfile === 'nsenter' ? childOf(sc.child.pid!) : sc.child.pid) ?? sc.child.pid!;
+  const hdr = { [HEADER_TOKEN]: sc.token };
+  try {
+    for (let i = 0; i < o.calls; i += names.length) {
+      const ms = names.map((n) => marker(n, ns));
+      await Promise.all(ms.map(markerRunning));
+      await Promise.all(names.slice(0, Math.min(names.length, o.calls - i)).map(async (n) => {
+        const r = await get(sc.port, hookPath(n, 'postStart'), hdr);
+        if (r.status !== 200) throw new Error(`hook call ${n}: ${r.error ?? `HTTP ${r.status}`}`);
+      }));
+      await Promise.all(ms.map(stop));
+    }
+  } catch (e) {
+    await stop(sc.child);
+    throw e;
+  }
+  const peak = rssMb(pid);
+  const bare = track(spawn(process.execPath, ['-e', 'setInterval(()=>{},1e9)'], { stdio: 'ignore', env: childEnv({}) }));
+  const result = (async () => {
+    try {
+      await sleep(o.settleMs);
+      return { peak, settled: rssMb(pid), bare: rssMb(bare.pid!) };
+    } finally {
+      await Promise.all([stop(sc.child), stop(bare)]);
+    }
+  })();
+  return { result };
+}
 
 export async function benchSidecar(o: SidecarOptions): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
@@ -313,6 +396,10 @@ export async function benchSidecar(o: SidecarOptions): Promise<Record<string, nu
     out['sidecar.baseline_rss_mb'] = round(median(bareRss), 1);
     out['sidecar.rss_ratio'] = round(median(rss) / median(bareRss), 2);
     o.log?.(`sidecar start: ready ${out['sidecar.ready_ms']} ms vs bare node ${out['sidecar.baseline_start_ms']} ms; rss ${out['sidecar.rss_mb']} MB vs ${out['sidecar.baseline_rss_mb']} MB`);
+
+    // Idle wake-ups, counted while the steps below run (they do not touch these processes).
+    const wakeups = idleWakeups(typical, o.settleMs, o.idleWindowMs);
+    wakeups.catch(() => {}); // awaited below; no unhandled rejection meanwhile
 
     // 2. Dispatch: hook call (sleep 0 | httpGet to the app) minus the same GET made directly.
     const ns = await makePidNs();
@@ -361,6 +448,11 @@ export async function benchSidecar(o: SidecarOptions): Promise<Record<string, nu
       await new Promise((r) => app.server.close(r));
     }
 
+    // 2b. RSS after `calls` hook calls, each on a new run of one of four containers (sleep 0),
+    // read once the sidecar has idled `settleMs`, against a bare node started when the calls ended.
+    const settled = (await rssAfterCalls(o, ns)).result;
+    settled.catch(() => {});
+
     // 3. PreStop over budget: grace 1 s, shutdownSeconds 0, a 10 s sleep → answered at arrival + 1000 - margin.
     const grace = 1;
     const names = Array.from({ length: o.prestopCalls }, (_, i) => `p${i}`);
@@ -390,6 +482,18 @@ export async function benchSidecar(o: SidecarOptions): Promise<Record<string, nu
     for (let r = 0; r < o.startRounds; r++) loopMax.push(await eventLoopMaxAfterReady(ns));
     out['sidecar.event_loop_max_ms'] = round(Math.max(...loopMax), 1);
     o.log?.(`sidecar event loop after ready: longest block ${out['sidecar.event_loop_max_ms']} ms over ${o.startRounds} starts (goal <= 50; per start: ${loopMax.map((x) => round(x, 1)).join(', ')})`);
+
+    const after = await settled;
+    out['sidecar.rss_after_calls_peak_mb'] = round(after.peak, 1);
+    out['sidecar.rss_after_calls_mb'] = round(after.settled, 1);
+    out['sidecar.rss_after_calls_baseline_mb'] = round(after.bare, 1);
+    out['sidecar.rss_after_calls_ratio'] = round(after.settled / after.bare, 2);
+    o.log?.(`sidecar rss after ${o.calls} hook calls: ${out['sidecar.rss_after_calls_peak_mb']} MB right after, ${out['sidecar.rss_after_calls_mb']} MB after ${o.settleMs / 1000} s idle vs bare node ${out['sidecar.rss_after_calls_baseline_mb']} MB`);
+    const w = await wakeups;
+    out['sidecar.idle_wakeups_per_min'] = round(w.perMin, 1);
+    out['sidecar.baseline_idle_wakeups_per_min'] = round(w.barePerMin, 1);
+    out['sidecar.startup_wakeups'] = w.startup;
+    o.log?.(`sidecar idle wake-ups: ${out['sidecar.idle_wakeups_per_min']}/min (bare node ${out['sidecar.baseline_idle_wakeups_per_min']}/min) over ${o.idleWindowMs / 1000} s from ${o.settleMs / 1000} s after ready; ${w.startup} context switches before that (2 s to ${o.settleMs / 1000} s: one-off GC)`);
     return out;
   } finally {
     await killAll();

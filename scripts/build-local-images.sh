@@ -5,7 +5,7 @@
 #   localhost/hook-runner:e2e-local   this machine's `node` and the shared libraries it loads (ldd),
 #                                     util-linux `nsenter` and `setpriv` (+ libs), `env`, the built
 #                                     project (dist/, package.json, production node_modules) under
-#                                     /app, and /usr/local/bin/hook-runner -> /app/dist/cli/main.js
+#                                     /app, and /usr/local/bin/hook-runner -> /app/dist/sidecar/hook-runner.cjs
 #                                     (as in the Dockerfile). ENTRYPOINT ["hook-runner"].
 #   localhost/hook-runner-app:e2e-local  busybox-static with every applet linked in /bin, /tmp, and
 #                                     /etc/passwd naming uids 0, 1000 and 65532.
@@ -71,8 +71,8 @@ cp -a node_modules "$WORK/prune/node_modules"
 find "$WORK/prune/node_modules" -type f \( -name '*.map' -o -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' \) -delete
 rm -rf "$WORK/prune/node_modules/.cache"
 mv "$WORK/prune/node_modules" "$R/app/node_modules"
-chmod 0755 "$R/app/dist/cli/main.js"
-ln -s /app/dist/cli/main.js "$R/usr/local/bin/hook-runner"
+chmod 0755 "$R/app/dist/cli/main.js" "$R/app/dist/sidecar/hook-runner.cjs"
+ln -s /app/dist/sidecar/hook-runner.cjs "$R/usr/local/bin/hook-runner"
 # The image must at least start: run its entrypoint on the host through its own root.
 chroot "$R" /usr/local/bin/hook-runner version >/dev/null 2>&1 || die "the hook-runner root filesystem does not run: chroot $R hook-runner version failed"
 

@@ -54,9 +54,18 @@ export function readDefaultGateways(procNet = '/proc/net'): string[] {
 const GATEWAY_REREAD_MS = 5000;
 
 /** The caller check of the server, with its rate-limited refusal log (DESIGN §6). */
-export function callerGate(env: SidecarEnv, log: Logger, procNet = '/proc/net'): { allowed: (remote: string | undefined) => boolean; refused: (remote: string, path: string, why: 'caller' | 'token') => void; flush: () => void; check: CallerCheck } {
-  const check = new CallerCheck(env.callers, env.callers.mode === 'auto' ? readDefaultGateways(procNet) : []);
-  let readAt = Date.now();
+export function callerGate(env: SidecarEnv, log: Logger, procNet = '/proc/net'): { allowed: (remote: string | undefined) => boolean; refused: (remote: string, path: string, why: 'caller' | 'token') => void; flush: () => void; readGateways: () => CallerCheck; check: CallerCheck } {
+  // The routes are read on first use (the first call, or just after readiness), not before the
+  // server listens: parsing them (node's IPv6 matcher compiles on first use) cost ~2 ms of every start.
+  const check = new CallerCheck(env.callers, []);
+  let readAt = Number.NEGATIVE_INFINITY;
+  const readGateways = (): CallerCheck => {
+    if (env.callers.mode === 'auto' && readAt === Number.NEGATIVE_INFINITY) {
+      readAt = Date.now();
+      check.setGateways(readDefaultGateways(procNet));
+    }
+    return check;
+  };
   const refusals = new RefusalLog((kind, fields) => {
     if (kind === 'refused') log.warn({ ...fields, accepted: describeCallers(env.callers, check.gateways), setting: ENV_CALLERS }, `hook API call refused: the caller's address is not an accepted caller (config hookCallers, env ${ENV_CALLERS}); the kubelet calls from the node or the pod's gateway`);
     else log.warn({ ...fields, setting: ENV_CALLERS }, 'further hook API calls refused (not logged one by one)');
@@ -67,7 +76,7 @@ export function callerGate(env: SidecarEnv, log: Logger, procNet = '/proc/net'):
     else log.warn(fields, `further hook calls without a valid ${HEADER_TOKEN} header (not logged one by one)`);
   });
   const allowed = (remote: string | undefined): boolean => {
-    if (check.allowed(remote)) return true;
+    if (readGateways().allowed(remote)) return true;
     if (env.callers.mode !== 'auto' || Date.now() - readAt < GATEWAY_REREAD_MS) return false;
     readAt = Date.now();
     check.setGateways(readDefaultGateways(procNet));
@@ -78,7 +87,7 @@ export function callerGate(env: SidecarEnv, log: Logger, procNet = '/proc/net'):
     refusals.flush();
     badTokens.flush();
   };
-  return { allowed, refused, flush, check };
+  return { allowed, refused, flush, readGateways, check };
 }
 
 /** Every process that may belong to a hooked container: marker match, or environ unreadable. */
@@ -124,9 +133,6 @@ export async function runSidecar(env: SidecarEnv, log: Logger): Promise<number> 
   const service = new HookService({ env, log, metrics, kube, tools, self: { capEff: status.capEff, capPrm: status.capPrm } });
   let ready = false;
   const gate = callerGate(env, log);
-  if (env.callers.mode === 'auto' && gate.check.gateways.length === 0 && env.callers.hostIps.length === 0) {
-    log.warn({ setting: ENV_CALLERS }, `no default gateway in this network namespace and no ${ENV_HOST_IP}/${ENV_HOST_IPS}: only loopback may call the hook API; set ${ENV_CALLERS} (config hookCallers) to the kubelet's source address`);
-  }
   const server = createSidecarServer({ token: env.token, service, metrics, log, isReady: () => ready, callerAllowed: gate.allowed, onRefused: gate.refused });
 
   await new Promise<void>((resolve, reject) => {
@@ -139,12 +145,21 @@ export async function runSidecar(env: SidecarEnv, log: Logger): Promise<number> 
     throw new Error(`cannot listen on port ${env.port} (${ENV_PORT}): ${e.code ?? e.message}`);
   });
   ready = true;
+  const startupMs = Math.round(process.uptime() * 1000);
+  // The routes (for the caller check and these lines) are read, and the lines written, once a
+  // probe already waiting has been answered (~2.5 ms of every start); a call before that reads them itself.
+  setImmediate(() => {
+    const check = gate.readGateways();
+    log.info(
+      { port: env.port, containers: Object.keys(env.spec), pod: env.pod.name, namespace: env.pod.namespace, uid: status.uid, caps: capNames(status.capEff), graceSeconds: env.graceSeconds, callers: describeCallers(env.callers, check.gateways), startupMs },
+      'sidecar ready',
+    );
+    if (env.callers.mode === 'auto' && check.gateways.length === 0 && env.callers.hostIps.length === 0) {
+      log.warn({ setting: ENV_CALLERS }, `no default gateway in this network namespace and no ${ENV_HOST_IP}/${ENV_HOST_IPS}: only loopback may call the hook API; set ${ENV_CALLERS} (config hookCallers) to the kubelet's source address`);
+    }
+  });
   // node:crypto (~3 ms) for the token check loads just after readiness; nothing heavier loads later.
   setTimeout(preloadTokenCheck, 50).unref();
-  log.info(
-    { port: env.port, containers: Object.keys(env.spec), pod: env.pod.name, namespace: env.pod.namespace, uid: status.uid, caps: capNames(status.capEff), graceSeconds: env.graceSeconds, callers: describeCallers(env.callers, gate.check.gateways), startupMs: Math.round(process.uptime() * 1000) },
-    'sidecar ready',
-  );
 
   return new Promise<number>((resolve) => {
     let stopping = false;

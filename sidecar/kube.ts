@@ -6,11 +6,14 @@
  * Best effort throughout: a bounded queue, one request at a time, never awaited by a hook; failures
  * only log (once), a 403 turns Events off.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from './log.js';
+
+/** node:fs's callback API: node:fs/promises would load ~10 more modules (readline, watchers) at start. */
+const readFileAsync = (path: string): Promise<Buffer> => new Promise((resolve, reject) => readFile(path, (err, data) => (err ? reject(err) : resolve(data))));
 
 export interface PodRef {
   name: string;
@@ -126,7 +129,7 @@ export class KubeClient {
 
   private async post(e: EventInput): Promise<void> {
     // Re-read each time: the kubelet rotates the projected token (about hourly).
-    const [token, ca] = await Promise.all([readFile(join(this.saDir, 'token'), 'utf8'), readFile(join(this.saDir, 'ca.crt'))]);
+    const [token, ca] = await Promise.all([readFileAsync(join(this.saDir, 'token')).then((b) => b.toString('utf8')), readFileAsync(join(this.saDir, 'ca.crt'))]);
     const https = await import('node:https');
     const host = this.env.KUBERNETES_SERVICE_HOST!;
     const body = JSON.stringify(eventBody(this.pod, e, new Date()));

@@ -47,13 +47,21 @@ export interface ServerDeps {
   callerAllowed: (remote: string | undefined) => boolean;
   /** Called for every refused call (source address, or token); rate-limits its own logging. */
   onRefused: (remote: string, path: string, why: 'caller' | 'token') => void;
+  /** A connection must deliver a request's headers within this (default {@link HEADERS_TIMEOUT_MS}). */
+  headersTimeoutMs?: number;
 }
+
+export const HEADERS_TIMEOUT_MS = 15_000;
+/** setInterval's maximum: node's connection checker then never fires (see createSidecarServer). */
+const NEVER_MS = 2 ** 31 - 1;
 
 /** The only endpoints open to every source: probes (the kubelet) and scrapes (Prometheus, any pod). */
 const OPEN_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
 export function createSidecarServer(d: ServerDeps): http.Server {
-  const server = http.createServer((req, res) => {
+  const server = http.createServer({ connectionsCheckingInterval: NEVER_MS }, (req, res) => {
+    // The headers are in: a hook may now run as long as it needs (PostStart has no limit).
+    req.socket.setTimeout(0);
     // Nothing a request carries may end the process: a throw here would be an uncaught exception.
     try {
       handle(d, req, res);
@@ -63,9 +71,16 @@ export function createSidecarServer(d: ServerDeps): http.Server {
       else req.socket.destroy();
     }
   });
-  // Hooks may run long (PostStart has no limit); only the request itself must arrive promptly.
-  server.requestTimeout = 30_000;
-  server.headersTimeout = 15_000;
+  // A request's headers must arrive promptly (slow-header clients). Node enforces its
+  // headersTimeout/requestTimeout with a 30 s interval timer that runs for the server's whole life,
+  // which woke every idle sidecar twice a minute (issue 13.1: no periodic wake-ups). A per-socket
+  // inactivity timer does the same job and exists only while a connection waits for its headers:
+  // armed on connection (`server.timeout`), cleared when the request arrives (above); between
+  // keep-alive requests node's keepAliveTimeout applies. A socket timing out with no listener is
+  // destroyed by node.
+  server.requestTimeout = 0;
+  server.headersTimeout = 0;
+  server.timeout = d.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
   server.keepAliveTimeout = 5_000;
   return server;
 }

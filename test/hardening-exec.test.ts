@@ -14,7 +14,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { findExecTools, runExec } from '../sidecar/handlers.js';
-import { FAKE_APP, kubeletCall, lastReport, processesWithArgv, until, which, withPod } from './harness/pod.js';
+import { FAKE_APP, kubeletCall, lastReport, until, which, withPod } from './harness/pod.js';
 
 /** A shared library whose constructor appends `uid euid CapEff cmdline` to `out`; `la_version` makes it an LD_AUDIT module too. */
 const EVIL_C = (out: string) => `
@@ -105,7 +105,7 @@ test('leftovers: `sleep &`, `setsid sleep &` and a setsid grandchild are gone wh
       const ps = pod.containers.get('app')!.postStart!;
       assert.equal(ps.ok, true, ps.error);
       // Checked at once, no polling: the hook answered only after every process it started was gone.
-      for (const n of leftovers) assert.deepEqual(processesWithArgv(['sleep', n]), [], `sleep ${n} outlived the hook`);
+      for (const n of leftovers) assert.deepEqual(pod.processesWithArgv(['sleep', n]), [], `sleep ${n} outlived the hook`);
       const a = (await lastReport(pod, 'app', 'postStart')).handlers[0].attempts[0];
       assert.equal(a.outcome, 'succeeded');
       assert.match(a.outputTail, /started/);
@@ -129,7 +129,7 @@ test('leftovers at a timeout: the command and its background children, setsid or
       assert.equal(a.outcome, 'timeout');
       assert.match(a.outputTail, /started/);
       // The call is answered at the timeout; the helper ends the processes right after: bounded wait.
-      await until('every process of the timed-out hook gone', () => ['4711', '4712', '4713'].every((n) => processesWithArgv(['sleep', n]).length === 0), 5000);
+      await until('every process of the timed-out hook gone', () => ['4711', '4712', '4713'].every((n) => pod.processesWithArgv(['sleep', n]).length === 0), 5000);
     },
   );
 });
@@ -151,7 +151,7 @@ test('a process the app forked that outlives it is never the main process: after
       process.kill(first.pid, 'SIGKILL');
       await first.exited;
       // The child is now the pod init's (PPid 1 inside the pod), started before the next run.
-      const [leftover] = processesWithArgv(['sleep', '4721']);
+      const [leftover] = pod.processesWithArgv(['sleep', '4721']);
       assert.ok(leftover, 'the forked child outlived the app');
       assert.equal(pod.podView(leftover, 'PPid'), '1');
       const second = await pod.startContainer('app');
@@ -159,7 +159,7 @@ test('a process the app forked that outlives it is never the main process: after
       const r = await kubeletCall(second.spec.lifecycle!.preStop!.httpGet, 15_000);
       assert.equal(r.ok, true, r.error);
       await until('SIGUSR1 at the new app', () => pod.appEvents('app').some((e) => e.ev === 'signal' && e.sig === 'SIGUSR1'), 3000);
-      assert.equal(processesWithArgv(['sleep', '4721']).length, 2, 'neither the leftover nor the new child got the signal');
+      assert.equal(pod.processesWithArgv(['sleep', '4721']).length, 2, 'neither the leftover nor the new child got the signal');
     },
   );
 });
@@ -182,7 +182,7 @@ test('another container that sets HOOK_RUNNER_CONTAINER=app is never chosen for 
       assert.ok(!pod.appEvents('evil').some((e) => e.ev === 'signal'), 'the impostor got no signal');
       assert.ok(!pod.appEvents('app').some((e) => e.ev === 'signal'));
       assert.ok(!existsSync(`${pod.dir}/c-evil/work/hooked`), 'the exec never ran in the impostor');
-      assert.ok(pod.sidecarLines().some((l) => /refusing to pick a target/.test(l.msg ?? '')));
+      await until('the refusal log line', () => pod.sidecarLines().some((l) => /refusing to pick a target/.test(l.msg ?? '')), 10_000);
     },
   );
 });

@@ -321,8 +321,10 @@ test('Dockerfile: build stage compiles and prunes; runtime has the app, the stat
   assert.equal(binName, 'hook-runner');
   const binTarget = `/app/${PKG.bin[binName]!}`;
   if (argv[0] === 'hook-runner') {
-    // `hook-runner` on PATH is a link to the built CLI (also used by the container-mode wait-ready PostStart).
-    assert.match(runs(runtime), new RegExp(`ln -s ${binTarget.replace(/[./]/g, '\\$&')} /usr/local/bin/hook-runner`));
+    // `hook-runner` on PATH (also used by the container-mode wait-ready PostStart) is the CommonJS
+    // launcher: the sidecar inlined, every other command handed to the package's bin (issue 13.1).
+    assert.match(runs(runtime), /ln -s \/app\/dist\/sidecar\/hook-runner\.cjs \/usr\/local\/bin\/hook-runner/);
+    assert.match(readFileSync(join(ROOT, 'sidecar/launcher.ts'), 'utf8'), new RegExp(`import\\('\\.\\./${PKG.bin[binName]!.replace(/^dist\//, '').replace(/[./]/g, '\\$&')}'\\)`));
   } else assert.deepEqual(argv, ['node', binTarget]);
 });
 

@@ -6,8 +6,9 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { test, type TestContext } from 'node:test';
+import { DEADLINE_MARGIN_MS } from '../common/budget.js';
 import { capMask, capNames, type CapName } from '../sidecar/caps.js';
-import { get, kubeletCall, lastReport, missingPrerequisite, Pod, processesWithArgv, withPod, procStatusField, selfSignedCert, sleep, until, type PodDef } from './harness/pod.js';
+import { get, kubeletCall, lastReport, missingPrerequisite, Pod, withPod, procStatusField, selfSignedCert, sleep, until, type PodDef } from './harness/pod.js';
 
 const missing = missingPrerequisite();
 const await_rm = (d: string) => rmSync(d, { recursive: true, force: true });
@@ -57,8 +58,8 @@ test('exec runs in the target container: its mount namespace, uid/gid, env and c
       assert.equal(rep.outcome, 'succeeded');
       assert.match(rep.handlers[0].attempts[0].outputTail, /bye/);
       // One log line per attempt, with the output tail; the token is in no log line.
-      const attempts = pod.sidecarLines().filter((l) => l.msg?.startsWith('hook handler attempt'));
-      assert.ok(attempts.some((l) => l.phase === 'preStop' && l.handler === 'exec' && l.attempt === 1 && l.output.includes('bye') && typeof l.durationMs === 'number' && l.pod === 'exec' && l.namespace === 'harness'));
+      // (read from the sidecar's stdout pipe: wait for the line to arrive)
+      await until('the PreStop attempt log line', () => pod.sidecarLines().some((l) => l.msg?.startsWith('hook handler attempt') && l.phase === 'preStop' && l.handler === 'exec' && l.attempt === 1 && l.output.includes('bye') && typeof l.durationMs === 'number' && l.pod === 'exec' && l.namespace === 'harness'), 10_000);
       assert.ok(!pod.sidecarLog.join('\n').includes(pod.token), 'token never logged');
     },
   );
@@ -100,7 +101,6 @@ test('HTTP handlers: PostStart httpGet, PreStop sleep then http POST with body a
       assert.equal(procStatusField(pod.sidecarPid, 'Uid')?.split(/\s+/)[0], '65532');
       const app = pod.containers.get('app')!;
       assert.equal(app.postStart?.ok, true, app.postStart?.error);
-      const t0 = Date.now();
       const r = await pod.terminate('app');
       assert.equal(r.preStop?.ok, true);
       const ev = pod.appEvents('app');
@@ -111,11 +111,18 @@ test('HTTP handlers: PostStart httpGet, PreStop sleep then http POST with body a
       assert.ok(ev.some((e) => e.path === '/redirect'));
       const drain = ev.find((e) => e.ev === 'http' && e.path === '/drain')!;
       assert.deepEqual([drain.method, drain.body, drain.headers['x-test']], ['POST', 'now', 'drain']);
-      assert.ok(drain.t - t0 >= 450, `drain came after the 0.5 s sleep (${drain.t - t0} ms)`);
+      // In order: the POST went out only after the sleep handler had finished (its report says so).
+      const pre = await lastReport(pod, 'app', 'preStop');
+      assert.deepEqual(pre.handlers.map((h: any) => [h.kind, h.outcome]), [['sleep', 'succeeded'], ['http', 'succeeded']]);
+      const sleptUntil = Date.parse(pre.handlers[0].attempts[0].startedAt) + pre.handlers[0].attempts[0].durationMs;
+      assert.ok(drain.t >= sleptUntil, `drain (${drain.t}) came after the sleep handler ended (${sleptUntil})`);
       const term = ev.find((e) => e.ev === 'signal' && e.sig === 'SIGTERM')!;
       assert.ok(term.t >= drain.t);
       // Restricted sidecar: environ of another uid is unreadable; said once, hooks still ran.
-      assert.equal(pod.sidecarLines().filter((l) => /cannot read \/proc\/PID\/environ/.test(l.msg ?? '')).length, 1);
+      const unreadable = () => pod.sidecarLines().filter((l) => /cannot read \/proc\/PID\/environ/.test(l.msg ?? '')).length;
+      await until('the unreadable-environ warning', () => unreadable() >= 1, 10_000);
+      await until('the PreStop log line', () => pod.sidecarLines().some((l) => l.msg === 'hook succeeded' && l.phase === 'preStop'), 10_000);
+      assert.equal(unreadable(), 1, 'said once');
     },
   );
 });
@@ -155,21 +162,23 @@ test("the seed's budget case scaled down: grace 6 s, a 5.5 s PreStop, 1 s shutdo
     },
     async (pod) => {
       const r = await pod.terminate('app');
-      const graceEnd = r.preStop!.start + 6000;
-      const ev = pod.appEvents('app');
-      const term = ev.find((e) => e.ev === 'signal' && e.sig === 'SIGTERM')!;
-      const exit = ev.find((e) => e.ev === 'exit');
-      // Cut at the deadline: seen by the kubelet as a failed PreStop, then the stop signal with ≥ 1 s left.
+      // Cut at the deadline: seen by the kubelet as a failed PreStop (answered, not abandoned at the
+      // end of the grace), then the stop signal; the app finishes its own shutdown, not SIGKILLed.
       assert.equal(r.preStop!.ok, false);
-      assert.ok(graceEnd - term.t >= 1000 - 150, `app got SIGTERM ${graceEnd - term.t} ms before the grace ended (want ≥ 1000, 150 ms tolerance)`);
-      assert.ok(exit, 'the app finished its own shutdown (not SIGKILLed)');
+      assert.doesNotMatch(r.preStop!.error ?? '', /no answer within/, 'the sidecar answered before the grace ran out');
+      await until('the app logs its exit', () => pod.appEvents('app').find((e) => e.ev === 'exit'), 10_000);
+      assert.ok(pod.appEvents('app').some((e) => e.ev === 'signal' && e.sig === 'SIGTERM'), 'the app got SIGTERM');
       assert.equal(r.killAt, undefined);
       const rep = await lastReport(pod, 'app', 'preStop');
       assert.equal(rep.outcome, 'deadline');
       assert.equal(rep.graceSeconds, 6);
       assert.equal(rep.handlers[0].outcome, 'deadline');
-      // The hook's process was killed with its group, not left running.
-      assert.deepEqual(processesWithArgv(['sleep', '5.5']), []);
+      // Where the deadline is (the same arithmetic the design states): arrival + grace − shutdown − 250 ms margin.
+      // When the answer then reaches the app is timing (test/load/timing.test.ts); the cut itself is
+      // driven by a fake clock in test/sidecar-unit.test.ts.
+      assert.equal(Date.parse(rep.deadlineAt) - Date.parse(rep.arrivedAt), (6 - 1) * 1000 - DEADLINE_MARGIN_MS);
+      // The hook's process was killed with its group, not left running (its helper ends it right after the answer).
+      await until('sleep 5.5 gone', () => pod.processesWithArgv(['sleep', '5.5']).length === 0, 10_000);
     },
   );
 });
@@ -186,8 +195,9 @@ test('a handler that forks children ignoring SIGTERM is cut off with every proce
     async (pod) => {
       const ps = pod.containers.get('app')!.postStart!;
       assert.equal(ps.ok, false);
-      assert.ok(ps.end - ps.start < 4000, `cut at the 1 s timeout (${ps.end - ps.start} ms)`);
-      await until('children gone', () => ['4301', '4302', '4303'].every((n) => processesWithArgv(['sleep', n]).length === 0) || undefined, 3000);
+      // Answered by the sidecar (the children sleep for an hour; the kubelet's own 60 s bound did not end the call).
+      assert.doesNotMatch(ps.error ?? '', /no answer within/);
+      await until('children gone', () => ['4301', '4302', '4303'].every((n) => pod.processesWithArgv(['sleep', n]).length === 0) || undefined, 15_000);
       const rep = await lastReport(pod, 'app', 'postStart');
       assert.equal(rep.handlers[0].outcome, 'timeout');
       assert.match(rep.handlers[0].attempts[0].outputTail, /started/);
@@ -221,7 +231,10 @@ test('duplicate calls: concurrent ones join, later ones get the stored answer, a
       const pre = await Promise.all([1, 2, 3].map(() => kubeletCall(app.spec.lifecycle!.preStop!.httpGet, 10_000)));
       assert.ok(pre.every((c) => c.ok && c.status === 200));
       assert.equal(count('prestop.count'), 1, 'three concurrent PreStop calls ran the handler once');
-      assert.equal(pod.sidecarLines().filter((l) => l.msg === 'duplicate hook call joined the run already made').length, 4);
+      // The log is read from the sidecar's stdout pipe: wait until the lines have arrived.
+      const joinedLines = () => pod.sidecarLines().filter((l) => l.msg === 'duplicate hook call joined the run already made').length;
+      await until('4 joined log lines', () => joinedLines() >= 4, 10_000);
+      assert.equal(joinedLines(), 4);
       // New run of the container (a restart): its PostStart runs again.
       await pod.terminate('app');
       await pod.startContainer('app');
@@ -237,7 +250,7 @@ test('token and routing: wrong or missing token 401 without running anything, un
     {
       name: 'auth',
       graceSeconds: 5,
-      hooks: { app: { preStop: [{ exec: { command: ['sh', '-c', 'echo ran > ran.out'] } }] } },
+      hooks: { app: { shutdownSeconds: 1, preStop: [{ exec: { command: ['sh', '-c', 'echo ran >> ran.out'] } }] } },
       containers: [{ name: 'app', uid: 1000 }],
     },
     async (pod) => {
@@ -245,7 +258,14 @@ test('token and routing: wrong or missing token 401 without running anything, un
       assert.equal((await get(pod.port, path, 'x'.repeat(32))).status, 401);
       assert.equal((await get(pod.port, path)).status, 401);
       assert.equal((await get(pod.port, `${path}/last`)).status, 401);
-      assert.equal(existsSync(`${pod.dir}/c-app/work/ran.out`), false);
+      assert.equal((await get(pod.port, `${path}/last`, pod.token)).status, 404, 'no run recorded');
+      // Then the right token: this call runs the handler itself (had a refused call started a run,
+      // this one would join it), once.
+      assert.equal((await get(pod.port, path, pod.token)).status, 200);
+      assert.equal(readFileSync(`${pod.dir}/c-app/work/ran.out`, 'utf8'), 'ran\n');
+      await until('the hook log line', () => pod.sidecarLines().some((l) => l.msg === 'hook succeeded'), 10_000);
+      assert.equal(pod.sidecarLines().filter((l) => l.msg?.startsWith('hook handler attempt')).length, 1, 'one attempt in all');
+      assert.ok(!pod.sidecarLines().some((l) => l.msg === 'duplicate hook call joined the run already made'));
       assert.equal((await get(pod.port, '/v1/hooks/nope/preStop', pod.token)).status, 404);
       assert.equal((await get(pod.port, '/v1/hooks/app/midLife', pod.token)).status, 404);
       assert.equal((await get(pod.port, '/v1/hooks/app/postStart', pod.token)).status, 404, 'no postStart hook declared');
@@ -266,20 +286,24 @@ test('sidecar SIGTERM: keeps serving until the hooked container has exited, then
     },
     async (pod) => {
       const stopping = pod.stopSidecar(20);
-      await sleep(1200);
-      assert.equal(pod.sidecarExit, undefined, 'still running while the app runs');
+      // Wait for the sidecar to say it got the signal and keeps serving (not for a fixed time).
+      await until('the sidecar took the stop signal', () => pod.sidecarLines().some((l) => l.msg?.startsWith('stop signal: serving until')), 15_000);
       // Container mode: the app's PreStop call goes through the stopping sidecar.
       const app = pod.containers.get('app')!;
-      const pre = await kubeletCall(app.spec.lifecycle!.preStop!.httpGet, 5000);
-      assert.equal(pre.ok, true);
-      assert.ok(pod.appEvents('app').some((e) => e.sig === 'SIGUSR1'));
+      const pre = await kubeletCall(app.spec.lifecycle!.preStop!.httpGet, 15_000);
+      assert.equal(pre.ok, true, pre.error);
+      assert.equal(pre.status, 200);
+      assert.equal(pod.sidecarExit, undefined, 'still running while the app runs');
+      // The app writes its event after the signal arrives: wait for it.
+      await until('SIGUSR1 at the app', () => pod.appEvents('app').some((e) => e.sig === 'SIGUSR1'), 10_000);
       process.kill(app.pid, 'SIGTERM');
       const appExit = await app.exited;
       const s = await stopping;
-      assert.equal(s.killed, false);
+      assert.equal(s.killed, false, 'exited by itself within the grace, not SIGKILLed');
       assert.equal(s.code, 0);
       assert.ok(s.t >= appExit.t, 'exited after the app');
-      assert.ok(s.t - appExit.t < 3000, `and soon after (${s.t - appExit.t} ms)`);
+      const exiting = pod.sidecarLines().find((l) => l.msg === 'sidecar exiting');
+      assert.deepEqual([exiting?.hookedProcessesLeft, exiting?.inFlight], [0, 0], 'it left because the app had exited');
     },
   );
 });
@@ -326,7 +350,7 @@ test('signal with waitForExit: PreStop returns once the main process has exited'
       const ev = pod.appEvents('app');
       const quit = ev.find((e) => e.sig === 'SIGQUIT')!;
       const exit = ev.find((e) => e.ev === 'exit')!;
-      assert.ok(exit.t - quit.t >= 650);
+      assert.ok(quit && exit && exit.t >= quit.t, 'SIGQUIT, then the app\'s own exit');
       assert.ok(r.preStop!.end >= exit.t, 'PreStop answered after the app exited');
       assert.ok(!ev.some((e) => e.sig === 'SIGTERM'), 'nothing left to receive the kubelet SIGTERM');
     },
@@ -373,9 +397,11 @@ test('a uid-0 target: with the injected SETPCAP the command is narrowed to the t
         const eff = capNames(caps.CapEff as bigint);
         if (!withSetpcap) {
           assert.deepEqual(eff, capNames(capMask(EXEC_CAPS.filter((c) => c !== 'setpcap'))), 'holds the sidecar set (no_new_privs caps it)');
-          assert.ok(pod.sidecarLines().some((l) => /cannot narrow the exec command/.test(l.msg ?? '') && l.caps.join() === 'dac_read_search,sys_ptrace'));
+          await until('the cannot-narrow warning', () => pod.sidecarLines().some((l) => /cannot narrow the exec command/.test(l.msg ?? '') && l.caps.join() === 'dac_read_search,sys_ptrace'), 10_000);
         } else {
           assert.deepEqual(eff, ['kill', 'setgid', 'setuid', 'setpcap', 'sys_chroot'], 'narrowed to target ∩ sidecar (SYS_PTRACE and DAC_READ_SEARCH gone)');
+          // The warning would come before the hook's own log line: wait for that one, then look.
+          await until('the PostStart log line', () => pod.sidecarLines().some((l) => l.msg === 'hook succeeded' && l.phase === 'postStart'), 10_000);
           assert.ok(!pod.sidecarLines().some((l) => /cannot narrow/.test(l.msg ?? '')));
         }
       },

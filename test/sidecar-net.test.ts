@@ -207,6 +207,7 @@ test('callers (auto): the gateway and loopback may call; a neighbour on the same
     // A bounded flood from the neighbour: 200 requests in 10 batches.
     for (let b = 0; b < 10; b++) await Promise.all(Array.from({ length: 20 }, () => at(p.neighbour, '/v1/hooks/app/preStop/last', pod.token)));
     const refusedLines = () => pod.sidecarLines().filter((l) => /^hook API call refused/.test(l.msg ?? ''));
+    await until('5 refusal log lines', () => refusedLines().length >= 5, 10_000);
     assert.equal(refusedLines().length, 5, 'only the first 5 refusals of the minute are logged one by one');
     const first = refusedLines()[0]!;
     assert.equal(first.remote, p.neighbour);
@@ -216,7 +217,9 @@ test('callers (auto): the gateway and loopback may call; a neighbour on the same
     assert.equal((await at(p.gateway, '/v1/hooks/app/preStop/last', pod.token)).status, 200);
     // Wrong tokens from an accepted caller are rate-limited the same way: 50 more (51 with the one above).
     for (let b = 0; b < 5; b++) await Promise.all(Array.from({ length: 10 }, () => at(p.gateway, '/v1/hooks/app/preStop/last', 'y'.repeat(32))));
-    assert.equal(pod.sidecarLines().filter((l) => /^hook call without a valid/.test(l.msg ?? '')).length, 5);
+    const tokenLines = () => pod.sidecarLines().filter((l) => /^hook call without a valid/.test(l.msg ?? '')).length;
+    await until('5 wrong-token log lines', () => tokenLines() >= 5, 10_000);
+    assert.equal(tokenLines(), 5);
     // The summaries come at the end of the window, or at exit.
     const stopped = await pod.stopSidecar(5);
     assert.equal(stopped.code, 0);

@@ -1,13 +1,21 @@
 /** Unit tests of the sidecar's pure parts: /proc parsing, retry schedule, runner, deadline, dedupe, exec plan, env. */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
-import { preStopDeadlineMs } from '../common/budget.js';
-import type { CommonFields, HandlerSpec } from '../common/spec.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { DEADLINE_MARGIN_MS, preStopDeadlineMs, worstCaseSeconds } from '../common/budget.js';
+import { parseSpecJson, type CommonFields, type HandlerSpec } from '../common/spec.js';
 import { capMask, capNames } from '../sidecar/caps.js';
 import { EnvError, loadSidecarEnv } from '../sidecar/env.js';
 import { planExec } from '../sidecar/handlers.js';
 import { chooseMain, containerProcesses, environValue, mainProcess, parseEnviron, parseStat, parseStatus, runId, type ProcSnapshot } from '../sidecar/proc.js';
+import type { KubeClient } from '../sidecar/kube.js';
+import type { Logger } from '../sidecar/log.js';
+import { SidecarMetrics } from '../sidecar/metrics.js';
 import { HookRegistry } from '../sidecar/registry.js';
+import { DISCOVERY_WAIT_MS, HookService, type HookReport } from '../sidecar/service.js';
+import type { SidecarEnv } from '../sidecar/env.js';
 import { retryDelayMs, retrySchedule, runHandlerList, type AttemptResult } from '../sidecar/runner.js';
 import { tokenMatches } from '../sidecar/server.js';
 import { Tail } from '../sidecar/tail.js';
@@ -78,6 +86,12 @@ test('retry schedule doubles from retryDelaySeconds, matching the admission budg
   assert.deepEqual(retrySchedule(h({ retries: 4, retryDelaySeconds: 1 })), [1000, 2000, 4000, 8000]);
   assert.deepEqual(retrySchedule(h({ retries: 0 })), []);
   assert.equal(retryDelayMs(h({ retryDelaySeconds: 0.5 }), 2), 2000);
+  // The admission budget's worst case is exactly what the runner can spend: every attempt at its
+  // timeout plus the delays the runner waits between them.
+  for (const x of [h({ retries: 4, retryDelaySeconds: 1, timeoutSeconds: 3, http: { path: '/', port: 80 } } as Partial<HandlerSpec>), h({ retries: 0, timeoutSeconds: 7, http: { path: '/', port: 80 } } as Partial<HandlerSpec>), h({ retries: 2, retryDelaySeconds: 0.5, timeoutSeconds: 2, http: { path: '/', port: 80 } } as Partial<HandlerSpec>)]) {
+    const delays = retrySchedule(x).reduce((a, b) => a + b, 0);
+    assert.equal(worstCaseSeconds(x) * 1000, (x.retries + 1) * x.timeoutSeconds * 1000 + delays, JSON.stringify(x));
+  }
 });
 
 test('runHandlerList: retries until success, continueOnError goes on, a failure stops the list', async () => {
@@ -110,23 +124,84 @@ test('runHandlerList: a per-attempt timeout counts as a failed attempt and is re
   assert.deepEqual(r.handlers[0]!.attempts.map((a) => a.outcome), ['timeout', 'succeeded']);
 });
 
-test('runHandlerList: the deadline cuts the running attempt at once and skips the rest', async () => {
+/** Lets promise continuations run (and schedule their timers) between steps of a mocked clock. */
+const settle = () => new Promise<void>((r) => setImmediate(r));
+
+/** Advances the mocked clock `ms` in `step` ms steps, letting continuations run between steps. */
+async function advance(t: TestContext, ms: number, step = 1): Promise<void> {
+  for (let done = 0; done < ms; done += step) {
+    t.mock.timers.tick(Math.min(step, ms - done));
+    await settle();
+  }
+}
+
+test('runHandlerList: the deadline cuts the running attempt at once and skips the rest (mocked clock)', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 });
   const deadline = new AbortController();
   let sawAbort = false;
   const execute = (_h: HandlerSpec, s: AbortSignal): Promise<AttemptResult> =>
     new Promise((resolve) => {
       s.addEventListener('abort', () => {
         sawAbort = true;
-        setTimeout(() => resolve({ ok: false }), 10_000).unref(); // a slow cleanup must not delay the answer
+        setTimeout(() => resolve({ ok: false }), 10_000); // a slow cleanup must not delay the answer
       });
     });
   setTimeout(() => deadline.abort(), 30);
-  const t0 = Date.now();
-  const r = await runHandlerList([h({ timeoutSeconds: 60 }), h()], { execute, deadline: deadline.signal });
-  assert.ok(Date.now() - t0 < 5000, 'answered without waiting for the handler');
-  assert.ok(sawAbort);
-  assert.equal(r.outcome, 'deadline');
-  assert.deepEqual(r.handlers.map((x) => x.outcome), ['deadline', 'skipped']);
+  let r: Awaited<ReturnType<typeof runHandlerList>> | undefined;
+  void runHandlerList([h({ timeoutSeconds: 60 }), h()], { execute, deadline: deadline.signal }).then((x) => (r = x));
+  await advance(t, 30);
+  assert.ok(sawAbort, 'the running attempt saw the deadline');
+  // A cut attempt gets 50 ms to hand back its partial output, then the list answers without it.
+  await advance(t, 49);
+  assert.equal(r, undefined, 'still within the 50 ms an aborted attempt gets');
+  await advance(t, 1);
+  const res = r as Awaited<ReturnType<typeof runHandlerList>> | undefined; // set by the .then above
+  assert.ok(res, 'answered 50 ms after the deadline, not after the handler\'s 10 s cleanup');
+  assert.equal(res.outcome, 'deadline');
+  assert.deepEqual(res.handlers.map((x) => x.outcome), ['deadline', 'skipped']);
+  assert.equal(res.handlers[0]!.attempts[0]!.durationMs, 80);
+});
+
+/** A HookService with no process to find (an empty /proc) and stand-ins for its outputs. */
+function serviceFor(t: TestContext, spec: unknown, graceSeconds: number): HookService {
+  const procRoot = mkdtempSync(join(tmpdir(), 'hook-runner-noproc-'));
+  t.after(() => rmSync(procRoot, { recursive: true, force: true }));
+  const log: Logger = { debug() {}, info() {}, warn() {}, error() {} } as unknown as Logger;
+  const kube = { event() {}, flush: async () => {} } as unknown as KubeClient;
+  const env = { spec: parseSpecJson(JSON.stringify(spec)), token: 't'.repeat(32), port: 1, graceSeconds, eventOutput: false, callers: { mode: 'any' }, pod: { name: 'p', namespace: 'n', uid: 'u', node: 'x' } } as unknown as SidecarEnv;
+  return new HookService({ env, log, metrics: new SidecarMetrics(), kube, tools: undefined, self: { capEff: 0n, capPrm: 0n }, procRoot });
+}
+
+test('PreStop deadline, on a mocked clock: grace 6 s, shutdown 1 s, a 5.5 s sleep is cut at arrival + 4.75 s (the 250 ms margin)', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 });
+  const svc = serviceFor(t, { app: { shutdownSeconds: 1, preStop: [{ sleep: { seconds: 5.5 }, timeoutSeconds: 10 }] } }, 6);
+  let done: { report: HookReport } | undefined;
+  void svc.call('app', 'preStop').then((x) => (done = x));
+  await advance(t, 4749, 10);
+  assert.equal(done, undefined, 'not answered before the deadline');
+  await advance(t, 1);
+  const answered = done as { report: HookReport } | undefined; // set by the .then above
+  assert.ok(answered, 'answered at the deadline');
+  const rep = answered.report;
+  assert.equal(rep.outcome, 'deadline');
+  assert.equal(Date.parse(rep.arrivedAt), 1_000_000);
+  assert.equal(Date.parse(rep.deadlineAt!), 1_000_000 + (6 - 1) * 1000 - DEADLINE_MARGIN_MS);
+  assert.equal(Date.parse(rep.finishedAt), Date.parse(rep.deadlineAt!));
+  assert.deepEqual(rep.handlers.map((x) => x.outcome), ['deadline']);
+});
+
+test('discovery wait, on a mocked clock: an exec hook whose container never shows fails after exactly the 10 s bound', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 });
+  const svc = serviceFor(t, { app: { postStart: [{ exec: { command: ['true'] } }] } }, 30);
+  let done: { report: HookReport } | undefined;
+  void svc.call('app', 'postStart').then((x) => (done = x));
+  await advance(t, DISCOVERY_WAIT_MS - 50, 50);
+  assert.equal(done, undefined, 'still waiting for the container');
+  await advance(t, 50, 50);
+  const answered = done as { report: HookReport } | undefined; // set by the .then above
+  assert.ok(answered, 'gave up at the bound');
+  assert.equal(answered.report.outcome, 'failed');
+  assert.match(answered.report.reason!, /no process of container app found/);
 });
 
 test('PreStop deadline: arrival + grace − shutdown − margin, never before arrival', () => {

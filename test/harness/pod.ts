@@ -16,7 +16,7 @@
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { accessSync, chmodSync, constants as fsConstants, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, constants as fsConstants, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { delimiter, dirname, join, resolve } from 'node:path';
@@ -53,7 +53,7 @@ export function missingPrerequisite(): string | undefined {
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `fn` every `everyMs` until it returns a value, at most `timeoutMs`. */
-export async function until<T>(what: string, fn: () => T | undefined | false, timeoutMs = 5000, everyMs = 20): Promise<T> {
+export async function until<T>(what: string, fn: () => T | undefined | false, timeoutMs = 15_000, everyMs = 20): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (let i = 0; i < timeoutMs / everyMs + 2; i++) {
     const v = fn();
@@ -99,15 +99,26 @@ export function procStatusField(pid: number, field: string): string | undefined 
   }
 }
 
-/** The kubelet's lifecycle httpGet: any response is success (body discarded); only transport errors fail. */
-/** Host pids whose command line is exactly `argv`. */
-export function processesWithArgv(argv: string[]): number[] {
+/** The PID namespace of host pid `pid` (`pid:[4026…]`), or undefined when it is gone. */
+export function pidNamespace(pid: number): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/pid`);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Host pids whose command line is exactly `argv`; with `pidNs`, only those in that PID namespace
+ * (a pod's own: other test runs on the machine may run the same command at the same time).
+ */
+export function processesWithArgv(argv: string[], pidNs?: string): number[] {
   const want = `${argv.join('\0')}\0`;
   const out: number[] = [];
   for (const n of readdirSync('/proc')) {
     if (!/^[0-9]+$/.test(n)) continue;
     try {
-      if (readFileSync(`/proc/${n}/cmdline`, 'utf8') === want) out.push(Number(n));
+      if (readFileSync(`/proc/${n}/cmdline`, 'utf8') === want && (pidNs === undefined || pidNamespace(Number(n)) === pidNs)) out.push(Number(n));
     } catch {
       /* gone */
     }
@@ -129,6 +140,7 @@ export interface HttpGetHook {
   httpHeaders?: Array<{ name: string; value: string }>;
 }
 
+/** The kubelet's lifecycle httpGet: any response is success (body discarded); only transport errors fail. */
 export function kubeletCall(h: HttpGetHook, timeoutMs: number, token?: string): Promise<HookCall> {
   const start = Date.now();
   const headers: Record<string, string> = { 'User-Agent': 'kube-lifecycle/1.30' };
@@ -228,6 +240,7 @@ export class Pod {
   token = '';
   private init?: ChildProcess;
   private initPid = 0;
+  private pidNs?: string;
   private readonly children: ChildProcess[] = [];
 
   private constructor(readonly def: PodDef) {
@@ -338,12 +351,45 @@ export class Pod {
       this.sidecarLog.push(...lines.filter(Boolean));
     });
     child.stderr!.setEncoding('utf8').on('data', (c: string) => (this.sidecarStderr += c));
-    this.sidecarExited = new Promise((res) => child.on('exit', (code, signal) => res((this.sidecarExit = { code, signal, t: Date.now() }))));
+    // Resolves once its stdout is read to the end too (bounded): 'exit' can come before the last log lines.
+    const outClosed = new Promise<void>((r) => child.stdout!.once('close', () => r()));
+    this.sidecarExited = new Promise((res) => {
+      child.on('exit', (code, signal) => {
+        const info = (this.sidecarExit = { code, signal, t: Date.now() });
+        void Promise.race([outClosed, sleep(5000)]).then(() => res(info));
+      });
+    });
     this.sidecarPid = await until('sidecar process', () => childOf(child.pid!));
     // What the native sidecar's startupProbe does, through the CLI the container mode uses.
     const waitReady = [process.execPath, CLI, 'wait-ready', '--port', String(this.port), '--timeout-seconds', '15'];
     const r = this.def.netns ? spawnSync('ip', ['netns', 'exec', this.def.netns, ...waitReady], { encoding: 'utf8', timeout: 20_000 }) : spawnSync(waitReady[0]!, waitReady.slice(1), { encoding: 'utf8', timeout: 20_000 });
     if (r.status !== 0) throw new Error(`sidecar not ready: ${r.stderr}\nsidecar stderr: ${this.sidecarStderr}\nlog: ${this.sidecarLog.join('\n')}`);
+  }
+
+  private podPidNs(): string {
+    const ns = (this.pidNs ??= pidNamespace(this.initPid));
+    if (!ns) throw new Error(`pod ${this.def.name}: its init ${this.initPid} is gone, so its PID namespace cannot be read`);
+    return ns;
+  }
+
+  /** Host pids of this pod's PID namespace whose command line is exactly `argv`. */
+  processesWithArgv(argv: string[]): number[] {
+    return processesWithArgv(argv, this.podPidNs());
+  }
+
+  /** Every process of this pod's PID namespace, with its command line. */
+  processes(): Array<{ pid: number; argv: string[] }> {
+    const ns = this.podPidNs();
+    const out: Array<{ pid: number; argv: string[] }> = [];
+    for (const n of readdirSync('/proc')) {
+      if (!/^[0-9]+$/.test(n) || pidNamespace(Number(n)) !== ns) continue;
+      try {
+        out.push({ pid: Number(n), argv: readFileSync(`/proc/${n}/cmdline`, 'utf8').split('\0').slice(0, -1) });
+      } catch {
+        /* gone */
+      }
+    }
+    return out;
   }
 
   /** A /proc/PID/status field of host pid `pid` as the pod sees it (through the pod's own /proc). */
@@ -384,6 +430,8 @@ export class Pod {
       `cd ${q(join(cdir, 'work'))}`,
       `exec env -i ${Object.entries(env).map(([k, v]) => q(`${k}=${v}`)).join(' ')} setpriv --reuid=${uid} --regid=${gid} --clear-groups --inh-caps=-all ${bounding.join(' ')} -- ${command.map(q).join(' ')}`,
     ].join('\n');
+    // A restart appends to the same event log: wait for a start event of this run, not an earlier one.
+    const startsBefore = this.appEvents(name).filter((e) => e.ev === 'start').length;
     const child = spawn('nsenter', ['--target', String(this.initPid), '--pid', '--mount', '--', 'unshare', '--mount', '--propagation', 'private', '--', 'bash', '-c', script], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.children.push(child);
     let stderr = '';
@@ -396,7 +444,7 @@ export class Pod {
     const ppid = this.podView(rc.pid, 'PPid');
     if (ppid !== '0') throw new Error(`container ${name}: main process ${rc.pid} has PPid ${ppid} inside the pod, want 0 (started by the runtime)`);
     // Wait until the app itself runs (the exec chain ends in it, same pid).
-    await until(`container ${name} app start (stderr: ${stderr})`, () => (def.command ? procStatusField(rc.pid, 'Uid')?.split(/\s+/)[0] === String(uid) : this.appEvents(name).some((e) => e.ev === 'start')), 10_000);
+    await until(`container ${name} app start (stderr: ${stderr})`, () => (def.command ? procStatusField(rc.pid, 'Uid')?.split(/\s+/)[0] === String(uid) : this.appEvents(name).filter((e) => e.ev === 'start').length > startsBefore), 10_000);
     this.containers.set(name, rc);
     const ps = spec.lifecycle?.postStart?.httpGet as HttpGetHook | undefined;
     if (ps) rc.postStart = await kubeletCall(ps, 60_000);

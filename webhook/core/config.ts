@@ -59,7 +59,7 @@ export function defaultConfig(version: string): Config {
       imagePullPolicy: 'IfNotPresent',
       port: DEFAULT_SIDECAR_PORT,
       mode: 'auto',
-      resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } },
+      resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '128Mi' } },
     },
     defaults: { timeoutSeconds: 30, shutdownSeconds: 5 },
     allowedHandlers: [...HANDLER_KINDS],

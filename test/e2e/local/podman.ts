@@ -177,7 +177,7 @@ export class LocalPod {
     const played = structuredClone(this.injected);
     played.spec.hostNetwork = true;
     delete played.metadata.annotations;
-    const downward: Obj = { 'metadata.name': played.metadata.name, 'metadata.namespace': played.metadata.namespace ?? NAMESPACE, 'metadata.uid': `uid-${played.metadata.name}`, 'spec.nodeName': 'e2e-local' };
+    const downward: Obj = { 'metadata.name': played.metadata.name, 'metadata.namespace': played.metadata.namespace ?? NAMESPACE, 'metadata.uid': `uid-${played.metadata.name}`, 'spec.nodeName': 'e2e-local', 'status.hostIP': '127.0.0.1', 'status.hostIPs': '127.0.0.1' }; // host network: the node is this machine, its kubelet role calls from 127.0.0.1
     for (const c of played.spec.containers as Obj[]) {
       delete c.ports;
       for (const e of c.env ?? []) {
