@@ -56,7 +56,7 @@ export interface CommonFields {
 }
 
 /** A handler's kind and its action: switch on `kind` and `action` has that kind's type. */
-type HandlerAction =
+export type HandlerAction =
   | { kind: 'exec'; action: ExecAction }
   | { kind: 'httpGet'; action: HttpGetAction }
   | { kind: 'http'; action: HttpAction }

@@ -126,7 +126,7 @@ export async function runSidecarCli(argv: string[]): Promise<number> {
 export async function runSidecar(env: SidecarEnv, log: Logger): Promise<number> {
   const status = parseStatus(readFileSync('/proc/self/status', 'utf8'));
   const tools = findExecTools();
-  const usesExec = Object.values(env.spec).some((h) => [...h.postStart, ...h.preStop].some((x) => 'exec' in x));
+  const usesExec = Object.values(env.spec).some((h) => [...h.postStart, ...h.preStop].some((x) => x.kind === 'exec'));
   if (usesExec && !tools) log.warn({}, 'exec hooks are declared but the hook-exec helper is missing next to the sidecar (dist/sidecar/hook-exec, built by npm run build); they will fail');
   const metrics = new SidecarMetrics();
   const kube = new KubeClient(env.pod, log);

@@ -133,7 +133,7 @@ export class HookService {
     const arrival = Date.now();
     const hooks = hooksOf(this.d.env.spec, container)!;
     const list = phaseHandlers(hooks, phase);
-    const needsProcess = list.some((h) => 'exec' in h || 'signal' in h);
+    const needsProcess = list.some((h) => h.kind === 'exec' || h.kind === 'signal');
     let wait = needsProcess ? DISCOVERY_WAIT_MS : DISCOVERY_WAIT_SOFT_MS;
     if (phase === 'preStop') wait = Math.min(wait, Math.max(0, (this.d.env.graceSeconds - hooks.shutdownSeconds) * 1000 - 500));
     const target = list.length ? await this.findTarget(container, wait) : undefined;

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { DEADLINE_MARGIN_MS, preStopDeadlineMs, worstCaseSeconds } from '../common/budget.js';
-import { parseSpecJson, type CommonFields, type HandlerSpec } from '../common/spec.js';
+import { parseSpecJson, type CommonFields, type HandlerAction, type HandlerSpec } from '../common/spec.js';
 import { capMask, capNames } from '../sidecar/caps.js';
 import { EnvError, loadSidecarEnv } from '../sidecar/env.js';
 import { planExec } from '../sidecar/handlers.js';
@@ -80,7 +80,7 @@ test('containerProcesses and chooseMain: marker, zombies, our own descendants; t
   assert.deepEqual(chooseMain([e(10, 0, 100, 'app'), e(40, 0, 500, 'app')]).conflict?.map((p) => p.pid), [10, 40]);
 });
 
-const h = (over: Partial<CommonFields> = {}): HandlerSpec => ({ kind: 'sleep', action: { seconds: 0 }, timeoutSeconds: 5, retries: 0, retryDelaySeconds: 1, continueOnError: false, ...over });
+const h = (over: Partial<CommonFields> = {}, action: HandlerAction = { kind: 'sleep', action: { seconds: 0 } }): HandlerSpec => ({ ...action, timeoutSeconds: 5, retries: 0, retryDelaySeconds: 1, continueOnError: false, ...over });
 
 test('retry schedule doubles from retryDelaySeconds, matching the admission budget', () => {
   assert.deepEqual(retrySchedule(h({ retries: 4, retryDelaySeconds: 1 })), [1000, 2000, 4000, 8000]);
@@ -88,7 +88,8 @@ test('retry schedule doubles from retryDelaySeconds, matching the admission budg
   assert.equal(retryDelayMs(h({ retryDelaySeconds: 0.5 }), 2), 2000);
   // The admission budget's worst case is exactly what the runner can spend: every attempt at its
   // timeout plus the delays the runner waits between them.
-  for (const x of [h({ retries: 4, retryDelaySeconds: 1, timeoutSeconds: 3, http: { path: '/', port: 80 } } as Partial<HandlerSpec>), h({ retries: 0, timeoutSeconds: 7, http: { path: '/', port: 80 } } as Partial<HandlerSpec>), h({ retries: 2, retryDelaySeconds: 0.5, timeoutSeconds: 2, http: { path: '/', port: 80 } } as Partial<HandlerSpec>)]) {
+  const http: HandlerAction = { kind: 'http', action: { method: 'GET', path: '/', port: 80, host: '127.0.0.1', scheme: 'HTTP', headers: [] } };
+  for (const x of [h({ retries: 4, retryDelaySeconds: 1, timeoutSeconds: 3 }, http), h({ retries: 0, timeoutSeconds: 7 }, http), h({ retries: 2, retryDelaySeconds: 0.5, timeoutSeconds: 2 }, http)]) {
     const delays = retrySchedule(x).reduce((a, b) => a + b, 0);
     assert.equal(worstCaseSeconds(x) * 1000, (x.retries + 1) * x.timeoutSeconds * 1000 + delays, JSON.stringify(x));
   }
