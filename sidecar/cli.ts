@@ -123,6 +123,37 @@ export async function runSidecarCli(argv: string[]): Promise<number> {
   return runSidecar(env, log);
 }
 
+function listenOn(server: ReturnType<typeof createSidecarServer>, port: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  }).catch((e: NodeJS.ErrnoException) => {
+    throw new Error(`cannot listen on port ${port} (${ENV_PORT}): ${e.code ?? e.message}`);
+  });
+}
+
+/**
+ * After SIGTERM: until the hooked containers have exited and no hook call is in flight, bounded by
+ * `until` (and by a count, should the clock jump). A hook call still in flight keeps the sidecar up
+ * even when the app is gone: a PreStop that ends the app (signal with waitForExit) must still be
+ * answered, or the kubelet reports a failed PreStop (issue 13.4).
+ */
+async function waitForAppsAndCalls(env: SidecarEnv, service: HookService, log: Logger, until: number): Promise<void> {
+  let saidCalls = false;
+  for (let i = 0; Date.now() < until && i < (env.graceSeconds * 1000) / SHUTDOWN_POLL_MS + 10; i++) {
+    const inFlight = service.inFlight();
+    if (inFlight === 0 && hookedProcessesAlive(env) === 0) break;
+    if (inFlight > 0 && !saidCalls && hookedProcessesAlive(env) === 0) {
+      saidCalls = true;
+      log.info({ inFlight }, 'hooked containers have exited; waiting for the hook calls in flight to be answered');
+    }
+    await new Promise((r) => setTimeout(r, SHUTDOWN_POLL_MS));
+  }
+}
+
 export async function runSidecar(env: SidecarEnv, log: Logger): Promise<number> {
   const status = parseStatus(readFileSync('/proc/self/status', 'utf8'));
   const tools = findExecTools();
@@ -135,15 +166,7 @@ export async function runSidecar(env: SidecarEnv, log: Logger): Promise<number> 
   const gate = callerGate(env, log);
   const server = createSidecarServer({ token: env.token, service, metrics, log, isReady: () => ready, callerAllowed: gate.allowed, onRefused: gate.refused });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(env.port, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  }).catch((e: NodeJS.ErrnoException) => {
-    throw new Error(`cannot listen on port ${env.port} (${ENV_PORT}): ${e.code ?? e.message}`);
-  });
+  await listenOn(server, env.port);
   ready = true;
   const startupMs = Math.round(process.uptime() * 1000);
   // The routes (for the caller check and these lines) are read, and the lines written, once a
@@ -168,21 +191,8 @@ export async function runSidecar(env: SidecarEnv, log: Logger): Promise<number> 
       stopping = true;
       const t0 = Date.now();
       if (waitForApps) {
-        const until = t0 + Math.max(0, env.graceSeconds * 1000 - EXIT_MARGIN_MS);
         log.info({ signal: why, graceSeconds: env.graceSeconds }, 'stop signal: serving until the hooked containers have exited and no hook call is in flight');
-        let saidCalls = false;
-        // Bounded by the grace period (and by a count, should the clock jump). A hook call still in
-        // flight keeps the sidecar up even when the app is gone: a PreStop that ends the app (signal
-        // with waitForExit) must still be answered, or the kubelet reports a failed PreStop (issue 13.4).
-        for (let i = 0; Date.now() < until && i < (env.graceSeconds * 1000) / SHUTDOWN_POLL_MS + 10; i++) {
-          const inFlight = service.inFlight();
-          if (inFlight === 0 && hookedProcessesAlive(env) === 0) break;
-          if (inFlight > 0 && !saidCalls && hookedProcessesAlive(env) === 0) {
-            saidCalls = true;
-            log.info({ inFlight }, 'hooked containers have exited; waiting for the hook calls in flight to be answered');
-          }
-          await new Promise((r) => setTimeout(r, SHUTDOWN_POLL_MS));
-        }
+        await waitForAppsAndCalls(env, service, log, t0 + Math.max(0, env.graceSeconds * 1000 - EXIT_MARGIN_MS));
       }
       const left = hookedProcessesAlive(env);
       log.info({ signal: why, waitedMs: Date.now() - t0, hookedProcessesLeft: left, inFlight: service.inFlight() }, 'sidecar exiting');

@@ -99,19 +99,26 @@ export const PIPE_CLOSE_FALLBACK_MS = 250;
 /** The helper ends the command's processes itself on SIGTERM; past this, its group is SIGKILLed. */
 const HELPER_TERM_GRACE_MS = 10_000;
 
-export async function runExec(command: readonly string[], target: Target, signal: AbortSignal, ctx: ExecContext): Promise<AttemptResult> {
-  let status: ProcStatus;
-  let env: Buffer;
+/** What exec needs of the target, opened now: its status, environment, and its root and cwd as descriptors. */
+interface OpenedTarget {
+  status: ProcStatus;
+  env: Buffer;
+  rootFd: number;
+  cwdFd: number;
+}
+
+function openTarget(target: Target, procRoot: string): OpenedTarget | AttemptResult {
   let rootFd = -1;
   let cwdFd = -1;
   try {
-    status = readStatus(target.pid, ctx.procRoot);
+    const status = readStatus(target.pid, procRoot);
     // Raw bytes: the helper hands them to the final execve unchanged (no decoding round trip).
-    env = readFileSync(`${ctx.procRoot}/${target.pid}/environ`);
-    rootFd = openSync(`${ctx.procRoot}/${target.pid}/root`, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
-    cwdFd = openSync(`${ctx.procRoot}/${target.pid}/cwd`, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
+    const env = readFileSync(`${procRoot}/${target.pid}/environ`);
+    rootFd = openSync(`${procRoot}/${target.pid}/root`, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
+    cwdFd = openSync(`${procRoot}/${target.pid}/cwd`, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
     // The pid may have been reused between discovery and open: check the run is still the same.
-    if (!isRunAlive(target.pid, target.startTime, ctx.procRoot)) throw new Error(`target process ${target.pid} has exited`);
+    if (!isRunAlive(target.pid, target.startTime, procRoot)) throw new Error(`target process ${target.pid} has exited`);
+    return { status, env, rootFd, cwdFd };
   } catch (e) {
     if (rootFd >= 0) closeSync(rootFd);
     if (cwdFd >= 0) closeSync(cwdFd);
@@ -119,6 +126,12 @@ export async function runExec(command: readonly string[], target: Target, signal
     const hint = err.code === 'EACCES' || err.code === 'EPERM' ? ' (the sidecar needs SYS_PTRACE and DAC_READ_SEARCH to reach a process of another uid)' : '';
     return { ok: false, error: `cannot reach target process ${target.pid}: ${err.message}${hint}` };
   }
+}
+
+export async function runExec(command: readonly string[], target: Target, signal: AbortSignal, ctx: ExecContext): Promise<AttemptResult> {
+  const opened = openTarget(target, ctx.procRoot);
+  if ('ok' in opened) return opened;
+  const { status, env, rootFd, cwdFd } = opened;
   const plan = planExec(command, status, ctx.self, ctx.tools);
   if (plan.excessCaps.length) ctx.onExcessCaps?.(plan.excessCaps);
   const tail = new Tail();
