@@ -17,20 +17,20 @@ const SERVER_ENTRY = fileURLToPath(new URL('./servers.ts', import.meta.url));
 /** Bound on stored latency samples per load run. */
 const MAX_SAMPLES = 2_000_000;
 
-export interface LoadStats {
+interface LoadStats {
   rps: number;
   p50_ms: number;
   p99_ms: number;
   errors: number;
 }
 
-export interface ServerChild {
+interface ServerChild {
   child: ChildProcess;
   port: number;
 }
 
 /** Starts a server child (tsx loader, as the runner) and waits for its port, bounded. */
-export async function startServerChild(kind: 'webhook' | 'baseline', tls: { cert: string; key: string }, extraArgv: string[] = []): Promise<ServerChild> {
+async function startServerChild(kind: 'webhook' | 'baseline', tls: { cert: string; key: string }, extraArgv: string[] = []): Promise<ServerChild> {
   const child = fork(SERVER_ENTRY, [kind], {
     execArgv: ['--import', 'tsx', ...extraArgv],
     env: { ...process.env, BENCH_TLS_CERT: tls.cert, BENCH_TLS_KEY: tls.key, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' },
@@ -50,7 +50,7 @@ export async function startServerChild(kind: 'webhook' | 'baseline', tls: { cert
   return { child, port };
 }
 
-export async function stopChild(c: ChildProcess, timeoutMs = 5000): Promise<void> {
+async function stopChild(c: ChildProcess, timeoutMs = 5000): Promise<void> {
   if (c.exitCode !== null || c.signalCode !== null) return;
   const exited = new Promise<void>((r) => c.once('exit', () => r()));
   const within = (ms: number) => Promise.race([exited.then(() => true), sleep(ms).then(() => false)]);
@@ -63,7 +63,7 @@ export async function stopChild(c: ChildProcess, timeoutMs = 5000): Promise<void
   await exited;
 }
 
-export function mixRequests(): autocannon.Request[] {
+function mixRequests(): autocannon.Request[] {
   return MIX.map((kind, i) => ({
     method: 'POST',
     path: '/mutate',
@@ -73,7 +73,7 @@ export function mixRequests(): autocannon.Request[] {
 }
 
 /** One autocannon run against `port`. */
-export async function load(port: number, connections: number, durationSec: number, requests: autocannon.Request[]): Promise<LoadStats> {
+async function load(port: number, connections: number, durationSec: number, requests: autocannon.Request[]): Promise<LoadStats> {
   const lat: number[] = [];
   let errors = 0;
   let inst: autocannon.Instance | undefined;

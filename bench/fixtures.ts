@@ -92,7 +92,7 @@ export function hookedPod(n: number): V1Pod {
   return pod(`svc${n}`, cs, { 'hook-runner.dev/hooks': cs.map((c) => hooksYaml(c.name)).join('') });
 }
 
-export function podOf(kind: PodKind): V1Pod {
+function podOf(kind: PodKind): V1Pod {
   switch (kind) {
     case 'none':
       // Most pods in an opted-in namespace declare no hooks at all: a sidecar-less skip.

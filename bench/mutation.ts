@@ -15,7 +15,7 @@ import { median } from './stats.js';
 export const MUTATION_SIZES = [1, 10, 50] as const;
 
 /** Median over `rounds` of the mean µs per call of `fn` (each round at most `maxIters` calls or `budgetMs`). */
-export function timeUs(fn: () => void, rounds: number, maxIters: number, budgetMs: number): number {
+function timeUs(fn: () => void, rounds: number, maxIters: number, budgetMs: number): number {
   // Warm-up (let the JIT settle), bounded by count and by the round budget.
   const warmEnd = performance.now() + budgetMs;
   for (let i = 0; i < Math.min(50, maxIters) && performance.now() < warmEnd; i++) fn();

@@ -17,11 +17,10 @@ import { defaultConfig } from '../webhook/core/config.js';
 import { mutatePod } from '../webhook/core/mutate.js';
 import { median, percentile, round, sleep } from './stats.js';
 
-export const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 /** What the image's `hook-runner sidecar` runs (Dockerfile): the CommonJS launcher with the sidecar inlined. */
 export const SIDECAR_ENTRY = fileURLToPath(new URL('../dist/sidecar/hook-runner.cjs', import.meta.url));
 
-export async function freePort(): Promise<number> {
+async function freePort(): Promise<number> {
   return new Promise((res, rej) => {
     const s = net.createServer();
     s.once('error', rej);
@@ -33,7 +32,7 @@ export async function freePort(): Promise<number> {
 }
 
 /** The sidecar env that `mutatePod` writes for `hooks` (downward-API fields filled in as the kubelet would). */
-export function injectedSidecarEnv(hooks: Record<string, unknown>, port: number, graceSeconds: number): Record<string, string> {
+function injectedSidecarEnv(hooks: Record<string, unknown>, port: number, graceSeconds: number): Record<string, string> {
   const names = Object.keys(hooks);
   const pod: V1Pod = {
     apiVersion: 'v1',
@@ -65,7 +64,7 @@ function track(c: ChildProcess): ChildProcess {
 }
 
 /** Kills every child this module started (SIGKILL after a short SIGTERM grace). */
-export async function killAll(): Promise<void> {
+async function killAll(): Promise<void> {
   await Promise.all([...children].map(async (c) => {
     const exited = new Promise<void>((r) => c.once('exit', () => r()));
     c.kill('SIGTERM');
@@ -77,7 +76,7 @@ export async function killAll(): Promise<void> {
 }
 
 /** GET, new connection each time (like the kubelet); resolves with the status or an error, bounded. */
-export function get(port: number, path: string, headers: Record<string, string> = {}, timeoutMs = 10_000): Promise<{ status?: number; error?: string }> {
+function get(port: number, path: string, headers: Record<string, string> = {}, timeoutMs = 10_000): Promise<{ status?: number; error?: string }> {
   return new Promise((resolve) => {
     const req = http.get({ host: '127.0.0.1', port, path, headers, agent: false }, (res) => {
       res.resume();
@@ -91,13 +90,13 @@ export function get(port: number, path: string, headers: Record<string, string> 
 
 const nowMs = () => performance.now();
 
-export function rssMb(pid: number): number {
+function rssMb(pid: number): number {
   const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (!m) throw new Error(`no VmRSS for pid ${pid}`);
   return Number(m[1]) / 1024;
 }
 
-export interface StartedSidecar {
+interface StartedSidecar {
   child: ChildProcess;
   port: number;
   token: string;
@@ -105,7 +104,7 @@ export interface StartedSidecar {
 }
 
 /** Spawns the sidecar and polls /readyz (every 2 ms, bounded at 15 s): spawn → first 200. */
-export async function startSidecar(hooks: Record<string, unknown>, graceSeconds = 30, ns?: PidNs, nodeArgs: readonly string[] = []): Promise<StartedSidecar> {
+async function startSidecar(hooks: Record<string, unknown>, graceSeconds = 30, ns?: PidNs, nodeArgs: readonly string[] = []): Promise<StartedSidecar> {
   if (!existsSync(SIDECAR_ENTRY)) throw new Error(`${SIDECAR_ENTRY} is missing: run npm run build first (the bench runs the built sidecar)`);
   const port = await freePort();
   const env = injectedSidecarEnv(hooks, port, graceSeconds);
@@ -124,7 +123,7 @@ export async function startSidecar(hooks: Record<string, unknown>, graceSeconds 
 }
 
 /** Spawn → first byte on stdout of a bare node script. */
-export async function bareNodeStartMs(): Promise<number> {
+async function bareNodeStartMs(): Promise<number> {
   const t0 = nowMs();
   const child = track(spawn(process.execPath, ['-e', 'process.stdout.write("up\\n")'], { stdio: ['ignore', 'pipe', 'ignore'], env: childEnv({}) }));
   const ms = await new Promise<number>((resolve, reject) => {
@@ -138,7 +137,7 @@ export async function bareNodeStartMs(): Promise<number> {
   return ms;
 }
 
-export async function stop(c: ChildProcess): Promise<void> {
+async function stop(c: ChildProcess): Promise<void> {
   if (c.exitCode !== null || c.signalCode !== null) return;
   const exited = new Promise<void>((r) => c.once('exit', () => r()));
   // nsenter forks the command into the namespace: kill that child first (nsenter then exits with it).
@@ -156,7 +155,7 @@ export async function stop(c: ChildProcess): Promise<void> {
  * /proc holding only the "pod's" processes, as in a real pod, instead of every process of the host.
  * Without it everything runs in the host's namespace and the scan covers the host's processes.
  */
-export interface PidNs {
+interface PidNs {
   /** argv prefix that runs a command inside the namespace. */
   enter: string[];
 }
@@ -165,7 +164,7 @@ function which(name: string): boolean {
   return (process.env.PATH ?? '/usr/bin:/bin').split(':').some((d) => existsSync(`${d}/${name}`));
 }
 
-export async function makePidNs(): Promise<PidNs | undefined> {
+async function makePidNs(): Promise<PidNs | undefined> {
   if (process.platform !== 'linux' || process.getuid?.() !== 0 || !which('unshare') || !which('nsenter')) return undefined;
   // --kill-child: when unshare dies, its child (the namespace's init) dies, and with it every process inside.
   const init = track(spawn('unshare', ['--pid', '--fork', '--mount-proc', '--kill-child', 'sleep', '600'], { stdio: 'ignore' }));
@@ -178,7 +177,7 @@ export async function makePidNs(): Promise<PidNs | undefined> {
   return undefined;
 }
 
-export function childOf(ppid: number): number | undefined {
+function childOf(ppid: number): number | undefined {
   try {
     for (const t of readFileSync(`/proc/${ppid}/task/${ppid}/children`, 'utf8').trim().split(/\s+/)) if (t) return Number(t);
   } catch {
@@ -193,12 +192,12 @@ function spawnIn(ns: PidNs | undefined, argv: string[], env: NodeJS.ProcessEnv, 
 }
 
 /** A "container": a process carrying the marker, as the app's processes in a shared PID namespace. */
-export function marker(name: string, ns?: PidNs): ChildProcess {
+function marker(name: string, ns?: PidNs): ChildProcess {
   return spawnIn(ns, ['sleep', '600'], childEnv({ [ENV_MARKER]: name }), 'ignore');
 }
 
 /** Resolves once the marker process runs `sleep` (inside the namespace: nsenter's child), bounded. */
-export async function markerRunning(m: ChildProcess): Promise<void> {
+async function markerRunning(m: ChildProcess): Promise<void> {
   await new Promise((r) => m.once('spawn', r));
   if (m.spawnfile !== 'nsenter') return;
   for (let i = 0; i < 500; i++) {
@@ -276,7 +275,7 @@ async function eventLoopMaxAfterReady(ns: PidNs | undefined): Promise<number> {
 }
 
 /** Context switches (voluntary + involuntary) of every thread of `pid`: each is a wake-up or a preemption. */
-export function contextSwitches(pid: number): number {
+function contextSwitches(pid: number): number {
   let n = 0;
   for (const t of readdirSync(`/proc/${pid}/task`)) {
     try {

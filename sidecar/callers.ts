@@ -10,9 +10,9 @@
 import { BlockList, isIP } from 'node:net';
 import { ENV_CALLERS, ENV_HOST_IP, ENV_HOST_IPS } from '../common/names.js';
 
-export type CallerMode = 'auto' | 'any' | 'cidrs';
+type CallerMode = 'auto' | 'any' | 'cidrs';
 
-export interface Cidr {
+interface Cidr {
   address: string;
   prefix: number;
   family: 4 | 6;
@@ -54,7 +54,7 @@ function parseIp(variable: string, raw: string): string {
   return a;
 }
 
-export function parseCidr(variable: string, raw: string): Cidr {
+function parseCidr(variable: string, raw: string): Cidr {
   const [addr = '', prefixText, extra] = raw.trim().split('/');
   if (extra !== undefined) throw new CallerEnvError(variable, `${JSON.stringify(raw)} is not a CIDR (one "/" at most)`);
   const address = normaliseAddress(addr);

@@ -1,5 +1,5 @@
 /** Linux capability numbers and names (capability.h), for reading CapEff/CapBnd and the exec helper's bounding mask. */
-export const CAP_NAMES = [
+const CAP_NAMES = [
   'chown', 'dac_override', 'dac_read_search', 'fowner', 'fsetid', 'kill', 'setgid', 'setuid', 'setpcap',
   'linux_immutable', 'net_bind_service', 'net_broadcast', 'net_admin', 'net_raw', 'ipc_lock', 'ipc_owner',
   'sys_module', 'sys_rawio', 'sys_chroot', 'sys_ptrace', 'sys_pacct', 'sys_admin', 'sys_boot', 'sys_nice',

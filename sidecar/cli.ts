@@ -16,7 +16,7 @@ import { containerProcesses, parseStatus, readProcSnapshot } from './proc.js';
 import { createSidecarServer, preloadTokenCheck } from './server.js';
 import { HookService } from './service.js';
 
-export const SIDECAR_HELP = `Usage: hook-runner sidecar
+const SIDECAR_HELP = `Usage: hook-runner sidecar
 
 Runs the lifecycle hooks of the pod's hooked containers; the kubelet calls it over HTTP.
 Configured by environment (the webhook writes it):
@@ -35,11 +35,11 @@ the token only), /healthz, /readyz, /metrics (open).
 `;
 
 /** Time kept back at the end of the grace period so the sidecar exits 0 before the kubelet's SIGKILL. */
-export const EXIT_MARGIN_MS = 1000;
+const EXIT_MARGIN_MS = 1000;
 const SHUTDOWN_POLL_MS = 100;
 
 /** Default gateways of the sidecar's network namespace (the pod's); empty when /proc/net is unreadable. */
-export function readDefaultGateways(procNet = '/proc/net'): string[] {
+function readDefaultGateways(procNet = '/proc/net'): string[] {
   const read = (f: string) => {
     try {
       return readFileSync(join(procNet, f), 'utf8');
@@ -54,7 +54,7 @@ export function readDefaultGateways(procNet = '/proc/net'): string[] {
 const GATEWAY_REREAD_MS = 5000;
 
 /** The caller check of the server, with its rate-limited refusal log (DESIGN §6). */
-export function callerGate(env: SidecarEnv, log: Logger, procNet = '/proc/net'): { allowed: (remote: string | undefined) => boolean; refused: (remote: string, path: string, why: 'caller' | 'token') => void; flush: () => void; readGateways: () => CallerCheck; check: CallerCheck } {
+function callerGate(env: SidecarEnv, log: Logger, procNet = '/proc/net'): { allowed: (remote: string | undefined) => boolean; refused: (remote: string, path: string, why: 'caller' | 'token') => void; flush: () => void; readGateways: () => CallerCheck; check: CallerCheck } {
   // The routes are read on first use (the first call, or just after readiness), not before the
   // server listens: parsing them (node's IPv6 matcher compiles on first use) cost ~2 ms of every start.
   const check = new CallerCheck(env.callers, []);
@@ -91,7 +91,7 @@ export function callerGate(env: SidecarEnv, log: Logger, procNet = '/proc/net'):
 }
 
 /** Every process that may belong to a hooked container: marker match, or environ unreadable. */
-export function hookedProcessesAlive(env: SidecarEnv, procRoot = '/proc'): number {
+function hookedProcessesAlive(env: SidecarEnv, procRoot = '/proc'): number {
   const snap = readProcSnapshot(procRoot);
   let n = 0;
   for (const c of Object.keys(env.spec)) n += containerProcesses(snap, c, process.pid).length;
@@ -154,7 +154,7 @@ async function waitForAppsAndCalls(env: SidecarEnv, service: HookService, log: L
   }
 }
 
-export async function runSidecar(env: SidecarEnv, log: Logger): Promise<number> {
+async function runSidecar(env: SidecarEnv, log: Logger): Promise<number> {
   const status = parseStatus(readFileSync('/proc/self/status', 'utf8'));
   const tools = findExecTools();
   const usesExec = Object.values(env.spec).some((h) => [...h.postStart, ...h.preStop].some((x) => x.kind === 'exec'));

@@ -26,9 +26,9 @@ export class EnvError extends Error {
 }
 
 /** Shortest token accepted: the webhook writes 128 bits or more. */
-export const MIN_TOKEN_LENGTH = 16;
+const MIN_TOKEN_LENGTH = 16;
 
-export function parsePort(variable: string, raw: string): number {
+function parsePort(variable: string, raw: string): number {
   if (!/^[0-9]+$/.test(raw) || Number(raw) < 1 || Number(raw) > 65535) throw new EnvError(variable, `must be a port number 1-65535, got ${JSON.stringify(raw)}`);
   return Number(raw);
 }

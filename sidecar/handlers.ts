@@ -82,7 +82,7 @@ export interface ExecContext {
 }
 
 /** Kills a detached child's whole process group; ESRCH (already gone) is fine. */
-export function killGroup(pid: number): void {
+function killGroup(pid: number): void {
   try {
     process.kill(-pid, 'SIGKILL');
   } catch {
@@ -95,7 +95,7 @@ export function killGroup(pid: number): void {
  * Should something else still hold them (a descriptor passed away over a socket), stop reading after
  * this long.
  */
-export const PIPE_CLOSE_FALLBACK_MS = 250;
+const PIPE_CLOSE_FALLBACK_MS = 250;
 /** The helper ends the command's processes itself on SIGTERM; past this, its group is SIGKILLed. */
 const HELPER_TERM_GRACE_MS = 10_000;
 

@@ -30,11 +30,11 @@ export interface EventInput {
 }
 
 /** Events carry at most this much text (events.k8s.io keeps notes under 1 KiB). */
-export const EVENT_MESSAGE_MAX = 1024;
+const EVENT_MESSAGE_MAX = 1024;
 /** Where the kubelet mounts the pod's service-account token, CA and namespace. */
-export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 /** Events waiting to be sent; more are dropped (counted, one warning). */
-export const EVENT_QUEUE_MAX = 64;
+const EVENT_QUEUE_MAX = 64;
 const REQUEST_TIMEOUT_MS = 5000;
 
 export interface EventSinkOptions {
@@ -44,7 +44,7 @@ export interface EventSinkOptions {
 }
 
 /** The core/v1 Event for `e` (pure). */
-export function eventBody(pod: PodRef, e: EventInput, now: Date): Record<string, unknown> {
+function eventBody(pod: PodRef, e: EventInput, now: Date): Record<string, unknown> {
   const ts = now.toISOString().replace(/\.[0-9]{3}Z$/, 'Z');
   return {
     apiVersion: 'v1',

@@ -6,7 +6,7 @@
  */
 import { writeSync } from 'node:fs';
 
-export type Fields = Record<string, unknown>;
+type Fields = Record<string, unknown>;
 
 /** What the sidecar logs through; a pino Logger fits it too (tests pass one). */
 export interface Logger {

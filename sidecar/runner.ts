@@ -5,8 +5,8 @@
  */
 import type { HandlerKind, HandlerSpec } from '../common/spec.js';
 
-export type AttemptOutcome = 'succeeded' | 'failed' | 'timeout' | 'deadline';
-export type HandlerOutcome = AttemptOutcome | 'skipped';
+type AttemptOutcome = 'succeeded' | 'failed' | 'timeout' | 'deadline';
+type HandlerOutcome = AttemptOutcome | 'skipped';
 
 /** What one attempt of a handler kind reports back. */
 export interface AttemptResult {
@@ -17,7 +17,7 @@ export interface AttemptResult {
   output?: string;
 }
 
-export interface AttemptReport {
+interface AttemptReport {
   attempt: number;
   startedAt: string;
   durationMs: number;
@@ -46,7 +46,7 @@ export interface ListResult {
 }
 
 /** Runs one attempt of a handler; must settle soon after `signal` aborts (the runner does not wait for it). */
-export type Executor = (h: HandlerSpec, signal: AbortSignal, index: number) => Promise<AttemptResult>;
+type Executor = (h: HandlerSpec, signal: AbortSignal, index: number) => Promise<AttemptResult>;
 
 /** Delay after failed attempt `attempt` (0-based) before the next one: retryDelaySeconds doubling. */
 export function retryDelayMs(h: Pick<HandlerSpec, 'retryDelaySeconds'>, attempt: number): number {

@@ -51,7 +51,7 @@ export interface ServerDeps {
   headersTimeoutMs?: number;
 }
 
-export const HEADERS_TIMEOUT_MS = 15_000;
+const HEADERS_TIMEOUT_MS = 15_000;
 /** setInterval's maximum: node's connection checker then never fires (see createSidecarServer). */
 const NEVER_MS = 2 ** 31 - 1;
 

@@ -35,7 +35,7 @@ export interface HookReport {
 /** How long a call waits for the target to show in /proc (PostStart may arrive first). */
 export const DISCOVERY_WAIT_MS = 10_000;
 /** Lists without exec/signal need the process only to name the run; they wait less. */
-export const DISCOVERY_WAIT_SOFT_MS = 1_000;
+const DISCOVERY_WAIT_SOFT_MS = 1_000;
 const DISCOVERY_POLL_MS = 50;
 
 export interface ServiceDeps {
@@ -171,7 +171,7 @@ export class HookService {
           if (a.outcome === 'succeeded') this.d.log.info(fields, 'hook handler attempt succeeded');
           else this.d.log.warn(fields, `hook handler attempt ${a.outcome}`);
         },
-        onHandler: (h, r) => {
+        onHandler: (_h, r) => {
           const labels = { container, phase, handler: r.kind };
           this.d.metrics.observeDuration(labels, r.durationMs / 1000);
           this.d.metrics.countOutcome({ ...labels, outcome: r.outcome });

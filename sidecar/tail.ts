@@ -1,5 +1,5 @@
 /** Keeps the last `limit` bytes of a stream of chunks: hook output is bounded in memory, logs and events. */
-export const OUTPUT_TAIL_BYTES = 4096;
+const OUTPUT_TAIL_BYTES = 4096;
 
 export class Tail {
   private chunks: Buffer[] = [];

@@ -77,7 +77,7 @@ for (const variable of ['LD_PRELOAD', 'LD_AUDIT'] as const) {
         assert.equal(r.ok, true, r.error);
         const out = (await lastReport(pod, 'app', 'preStop')).handlers[0].attempts[0].outputTail as string;
         // The final command got the app's environment, loader variables included.
-        assert.match(out, new RegExp(`^loader=/proc/\\d+/root/.*/c-app/private/evil\\.so$`, 'm'));
+        assert.match(out, /^loader=\/proc\/\d+\/root\/.*\/c-app\/private\/evil\.so$/m);
         assert.match(out, /^libpath=\/opt\/cuda\/lib64$/m);
         const records = readFileSync(evil.records, 'utf8').trim().split('\n').filter(Boolean);
         t.diagnostic(`library records:\n${records.join('\n')}`);

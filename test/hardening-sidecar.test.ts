@@ -11,7 +11,7 @@ import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { test, type TestContext } from 'node:test';
-import { CLI, get, kubeletCall, lastReport, missingPrerequisite, Pod, procStatusField, sleep, until, withPod as withHarnessPod, type PodDef } from './harness/pod.js';
+import { CLI, get, kubeletCall, lastReport, missingPrerequisite, type Pod, procStatusField, sleep, until, withPod as withHarnessPod, type PodDef } from './harness/pod.js';
 
 const missing = process.getuid?.() === 0 ? missingPrerequisite() : 'needs root: unshare/nsenter/setpriv build the pod';
 

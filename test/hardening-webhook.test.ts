@@ -58,7 +58,7 @@ function answerOf(r: Reply): Answer {
 /** Raw TLS: sends the request head byte by byte, slower than the headers timeout allows. */
 function slowHeaders(port: number): Promise<Answer> {
   return new Promise((resolve) => {
-    const head = 'POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Slow: ' + 'a'.repeat(200);
+    const head = `POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Slow: ${'a'.repeat(200)}`;
     let got = '';
     let i = 0;
     let timer: NodeJS.Timeout | undefined;

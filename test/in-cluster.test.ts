@@ -225,7 +225,7 @@ describe('certificate bootstrap', () => {
       const puts = fake.calls('PUT', SECRET_PATH);
       assert.equal(puts.length, 1);
       assert.equal(puts[0]?.status, 200);
-      assert.equal((puts[0]?.body as V1Secret).metadata?.resourceVersion, rv, 'optimistic concurrency: the update names the version it read');
+      assert.equal((puts[0]!.body as V1Secret).metadata?.resourceVersion, rv, 'optimistic concurrency: the update names the version it read');
       assert.equal(fake.calls('POST', `/api/v1/namespaces/${NS}/secrets`).length, 0);
       assert.equal(m.ca, old.ca, 'same CA');
       assert.equal(m.caKey, old.caKey);
@@ -628,7 +628,7 @@ describe('namespace controller', () => {
         const del = fake.calls('DELETE', `${RB_PATH('team-a')}/${SIDECAR_ROLEBINDING_NAME}`);
         assert.equal(del.length, 1);
         assert.equal(del[0]?.status, 200);
-        assert.equal((del[0]?.body as { preconditions?: { uid?: string } }).preconditions?.uid, uid);
+        assert.equal((del[0]!.body as { preconditions?: { uid?: string } }).preconditions?.uid, uid);
         assert.equal(c.podSecurityLevel('team-a'), undefined);
         assert.ok(lines.some((l) => l.namespace === 'team-a' && /created/.test(l.msg)));
         assert.ok(lines.some((l) => l.namespace === 'team-a' && /deleted/.test(l.msg)));

@@ -5,10 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { test, type TestContext } from 'node:test';
+import { test, } from 'node:test';
 import { DEADLINE_MARGIN_MS } from '../common/budget.js';
 import { capMask, capNames, type CapName } from '../sidecar/caps.js';
-import { get, kubeletCall, lastReport, missingPrerequisite, Pod, withPod, procStatusField, selfSignedCert, sleep, until, type PodDef } from './harness/pod.js';
+import { get, kubeletCall, lastReport, missingPrerequisite, withPod, procStatusField, selfSignedCert, until, } from './harness/pod.js';
 
 const missing = missingPrerequisite();
 const await_rm = (d: string) => rmSync(d, { recursive: true, force: true });

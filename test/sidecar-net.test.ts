@@ -17,7 +17,7 @@ import { EnvError, loadSidecarEnv } from '../sidecar/env.js';
 import { runTcp } from '../sidecar/handlers.js';
 import { KubeClient } from '../sidecar/kube.js';
 import { SidecarMetrics } from '../sidecar/metrics.js';
-import { CLI, freePort, get, kubeletCall, lastReport, missingPrerequisite, selfSignedCert, sleep, until, which, withPod, type Pod } from './harness/pod.js';
+import { CLI, freePort, get, kubeletCall, lastReport, missingPrerequisite, selfSignedCert, sleep, until, which, withPod, } from './harness/pod.js';
 import { memoryLogger } from './support/https.js';
 
 const TOKEN = 't'.repeat(32);
@@ -472,7 +472,7 @@ test('SIGTERM while a PreStop call is still in flight after the app has exited: 
   // The second handler holds the call open until the test lets it go.
   let release: (() => void) | undefined;
   let arrived = false;
-  const gate = http.createServer((req, res) => {
+  const gate = http.createServer((_req, res) => {
     arrived = true;
     release = () => res.end('ok');
   });

@@ -63,16 +63,16 @@ function messagePattern(literal: string): RegExp {
       const expr = literal.slice(i + 2, j).trim();
       const constant = publicNames[expr];
       // A public name is spelt out; anything else is a value the doc shows as <...> (or leaves out).
-      re += typeof constant === 'string' ? escape(constant) : '[^`|]*?';
+      re += typeof constant === 'string' ? escapeRe(constant) : '[^`|]*?';
       i = j + 1;
     } else {
-      re += escape(literal[i]!).replace(/^\s$/, ' ');
+      re += escapeRe(literal[i]!).replace(/^\s$/, ' ');
       i++;
     }
   }
   return new RegExp(re.replace(/( )+/g, ' '));
 }
-const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** The literal (plain or template, placeholders kept) that starts at `at` in `src`. */
 function literalAt(src: string, at: number): string {

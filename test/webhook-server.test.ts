@@ -20,7 +20,7 @@ import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { ANNOTATION_ADOPT_NATIVE, ANNOTATION_HOOKS, ANNOTATION_STATUS, ENV_TOKEN, SIDECAR_CONTAINER_NAME } from '../common/names.js';
 import { defaultConfig } from '../webhook/core/config.js';
 import { createWebhookMetrics } from '../webhook/metrics.js';
-import { DEFAULT_BODY_LIMIT_BYTES, startWebhookServer, type StartWebhookServerOptions, type WebhookServer } from '../webhook/server.js';
+import { DEFAULT_BODY_LIMIT_BYTES, startWebhookServer, type StartWebhookServerOptions, } from '../webhook/server.js';
 import { issueServingCert, makeCa, makeSelfSignedBundle, staticTlsProvider, webhookServingNames } from '../webhook/cluster/tls.js';
 import { runWebhookCli } from '../webhook/cli.js';
 import { memoryLogger, request, waitFor, type LogLine, type Reply } from './support/https.js';
