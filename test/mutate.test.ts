@@ -52,15 +52,16 @@ function sidecarOf(p: V1Pod): V1Container {
   return c;
 }
 
-test('native mode: first init container, restartPolicy Always, startupProbe on /readyz; app rewritten and marked', () => {
+test('native mode: first init container, restartPolicy Always, PostStart wait-ready holds the app, no probes; app rewritten and marked', () => {
   const r = injected(pod('app: {postStart: [{httpGet: {path: /w, port: http}}]}', { initContainers: [{ name: 'init', image: 'i' }] }));
   const spec = r.pod.spec!;
   assert.equal(spec.initContainers![0]!.name, SIDECAR_CONTAINER_NAME);
   assert.equal(spec.initContainers![1]!.name, 'init');
   assert.equal(spec.initContainers![0]!.restartPolicy, 'Always');
-  assert.deepEqual(spec.initContainers![0]!.startupProbe?.httpGet, { path: '/readyz', port: 15901, scheme: 'HTTP' });
-  assert.equal(spec.initContainers![0]!.startupProbe?.periodSeconds, 1);
-  assert.equal(spec.initContainers![0]!.startupProbe?.timeoutSeconds, 1);
+  // The kubelet starts the next container only once this PostStart returns, i.e. once the sidecar
+  // answers /readyz; a startupProbe would pass only on the kubelet's next 1 s tick.
+  assert.deepEqual(spec.initContainers![0]!.lifecycle?.postStart, { exec: { command: ['hook-runner', 'wait-ready', '--port', '15901'] } });
+  assert.equal(spec.initContainers![0]!.startupProbe, undefined);
   // A native sidecar's readiness gates the pod's Ready condition: no readinessProbe delays it.
   assert.equal(spec.initContainers![0]!.readinessProbe, undefined);
   assert.equal(spec.shareProcessNamespace, true);

@@ -360,7 +360,7 @@ export class Pod {
       });
     });
     this.sidecarPid = await until('sidecar process', () => childOf(child.pid!));
-    // What the native sidecar's startupProbe does, through the CLI the container mode uses.
+    // What the sidecar's PostStart does in both modes: hook-runner wait-ready.
     const waitReady = [process.execPath, CLI, 'wait-ready', '--port', String(this.port), '--timeout-seconds', '15'];
     const r = this.def.netns ? spawnSync('ip', ['netns', 'exec', this.def.netns, ...waitReady], { encoding: 'utf8', timeout: 20_000 }) : spawnSync(waitReady[0]!, waitReady.slice(1), { encoding: 'utf8', timeout: 20_000 });
     if (r.status !== 0) throw new Error(`sidecar not ready: ${r.stderr}\nsidecar stderr: ${this.sidecarStderr}\nlog: ${this.sidecarLog.join('\n')}`);

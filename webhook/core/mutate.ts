@@ -392,7 +392,6 @@ function fieldEnv(name: string, fieldPath: string): V1EnvVar {
 
 function sidecarContainer(spec: HookSpec, podSpec: V1PodSpec, opts: MutateOptions, port: number, token: string, resources: V1ResourceRequirements): V1Container {
   const { config, mode } = opts;
-  const readyz = () => ({ httpGet: { path: '/readyz', port, scheme: 'HTTP' } });
   const c: V1Container = {
     name: SIDECAR_CONTAINER_NAME,
     image: config.sidecar.image,
@@ -417,21 +416,17 @@ function sidecarContainer(spec: HookSpec, podSpec: V1PodSpec, opts: MutateOption
     resources,
     securityContext: sidecarSecurityContext(handlerKindsUsed(spec)),
     // No readinessProbe: a sidecar's readiness gates the pod's Ready condition, and a 5 s probe period
-    // delayed every new pod by up to 5 s (issue 13.0). Readiness adds nothing here: the startup probe
-    // (native) or wait-ready (container) already holds the app until the sidecar listens.
+    // delayed every new pod by up to 5 s (issue 13.0). Readiness adds nothing here: the PostStart
+    // wait-ready below already holds the app until the sidecar listens.
   };
-  if (mode === 'native') {
-    c.restartPolicy = 'Always';
-    // The kubelet starts the app containers only once this passes, so no PostStart hits a closed port.
-    // Period 1 s (the minimum): the app waits for the first passing probe after the sidecar listens
-    // (~0.1 s), so at most ~1 s per pod. Timeout 1 s stated: the sidecar never blocks its event loop
-    // for more than tens of ms once listening (bench: sidecar.event_loop_max_ms).
-    c.startupProbe = { ...readyz(), periodSeconds: 1, timeoutSeconds: 1, failureThreshold: 60 };
-  } else {
-    // Containers start in order and the kubelet waits for each PostStart: this holds the app back
-    // until the sidecar listens (Istio's holdApplicationUntilProxyStarts).
-    c.lifecycle = { postStart: { exec: { command: ['hook-runner', 'wait-ready', '--port', String(port)] } } };
-  }
+  if (mode === 'native') c.restartPolicy = 'Always';
+  // The kubelet does not wait for a listening port, and a refused PostStart call kills the app. A
+  // PostStart blocks the kubelet until it returns: the next container (native mode: the next init
+  // container, then the app; container mode: the app, as containers start in order) starts only
+  // once the sidecar answers /readyz (Istio's holdApplicationUntilProxyStarts). Preferred to a
+  // startupProbe in native mode too: a probe passes only on the kubelet's next 1 s tick, which
+  // added up to a second to every pod of a rollout (docs/sidecar.md, issue 13.0).
+  c.lifecycle = { postStart: { exec: { command: ['hook-runner', 'wait-ready', '--port', String(port)] } } };
   return c;
 }
 
