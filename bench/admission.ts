@@ -78,10 +78,7 @@ async function load(port: number, connections: number, durationSec: number, requ
   let errors = 0;
   let inst: autocannon.Instance | undefined;
   const done = new Promise<autocannon.Result>((resolve, reject) => {
-    inst = autocannon(
-      { url: `https://127.0.0.1:${port}`, connections, pipelining: 1, duration: durationSec, requests, timeout: 10 },
-      (err, res) => (err ? reject(err) : resolve(res)),
-    );
+    inst = autocannon({ url: `https://127.0.0.1:${port}`, connections, pipelining: 1, duration: durationSec, requests, timeout: 10 }, (err, res) => (err ? reject(err) : resolve(res)));
   });
   inst!.on('response', (_client, status, _bytes, ms) => {
     if (status !== 200) errors++;

@@ -69,7 +69,14 @@ async function playPod(images: { sidecar: string; app: string }, cli: string, fr
     const p = structuredClone(injected);
     p.spec.hostNetwork = true;
     delete p.metadata.annotations;
-    const downward: Obj = { 'metadata.name': name, 'metadata.namespace': 'e2e-local', 'metadata.uid': `uid-${name}`, 'spec.nodeName': 'bench', 'status.hostIP': '127.0.0.1', 'status.hostIPs': '127.0.0.1' };
+    const downward: Obj = {
+      'metadata.name': name,
+      'metadata.namespace': 'e2e-local',
+      'metadata.uid': `uid-${name}`,
+      'spec.nodeName': 'bench',
+      'status.hostIP': '127.0.0.1',
+      'status.hostIPs': '127.0.0.1',
+    };
     for (const c of p.spec.containers as Obj[]) {
       delete c.ports;
       for (const e of c.env ?? []) {
@@ -191,7 +198,9 @@ export async function benchExecVsRuntime(o: ExecVsRuntimeOptions): Promise<ExecV
         'exec_vs_runtime.ratio_runc_p99': round(percentile(hook, 99) / percentile(viaRunc, 99), 2),
       });
     } else out['exec_vs_runtime.runc_skipped'] = `runc --root /run/runc state ${id || '(no id)'} failed: podman's runc state is elsewhere`;
-    o.log?.(`exec vs runtime: hook (exec true) p50 ${out['exec_vs_runtime.hook_p50_ms']} ms vs podman exec ${out['exec_vs_runtime.podman_exec_p50_ms']} ms (${out['exec_vs_runtime.ratio_p50']}x)${viaRunc.length ? `, runc exec ${out['exec_vs_runtime.runc_exec_p50_ms']} ms (${out['exec_vs_runtime.ratio_runc_p50']}x)` : ''}`);
+    o.log?.(
+      `exec vs runtime: hook (exec true) p50 ${out['exec_vs_runtime.hook_p50_ms']} ms vs podman exec ${out['exec_vs_runtime.podman_exec_p50_ms']} ms (${out['exec_vs_runtime.ratio_p50']}x)${viaRunc.length ? `, runc exec ${out['exec_vs_runtime.runc_exec_p50_ms']} ms (${out['exec_vs_runtime.ratio_runc_p50']}x)` : ''}`,
+    );
     return out;
   } finally {
     try {

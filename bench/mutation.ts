@@ -58,10 +58,15 @@ export function benchMutation(o: { rounds: number; budgetMs: number }): Mutation
     // and the YAML parser runs, as for the first pod of a new workload.
     const text = pod.metadata!.annotations!['hook-runner.dev/hooks']!;
     let seq = 0;
-    mutation_us[`cold_c${n}`] = timeUs(() => {
-      const fresh = { ...pod, metadata: { ...pod.metadata, annotations: { 'hook-runner.dev/hooks': `${text}# ${seq++}\n` } } };
-      void mutatePod(fresh, { config, mode: 'native' });
-    }, o.rounds, 2_000, o.budgetMs);
+    mutation_us[`cold_c${n}`] = timeUs(
+      () => {
+        const fresh = { ...pod, metadata: { ...pod.metadata, annotations: { 'hook-runner.dev/hooks': `${text}# ${seq++}\n` } } };
+        void mutatePod(fresh, { config, mode: 'native' });
+      },
+      o.rounds,
+      2_000,
+      o.budgetMs,
+    );
     review_us[`c${n}`] = timeUs(() => void reviewAdmission(body, { config, mode: 'native' }), o.rounds, 20_000, o.budgetMs);
   }
   return { mutation_us, review_us };

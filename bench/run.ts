@@ -26,10 +26,25 @@ export interface Profile {
 }
 
 export const PROFILES: Record<'full' | 'quick' | 'smoke', Profile> = {
-  full: { admission: { rounds: 5, durationSec: 3, warmupSec: 2 }, mutation: { rounds: 7, budgetMs: 400 }, sidecar: { startRounds: 7, idleMs: 1500, dispatchCalls: 200, prestopCalls: 9, calls: 1000, settleMs: 30_000, idleWindowMs: 60_000 }, exec: { samples: 50 } },
-  quick: { admission: { rounds: 3, durationSec: 1, warmupSec: 0.5 }, mutation: { rounds: 5, budgetMs: 100 }, sidecar: { startRounds: 5, idleMs: 1000, dispatchCalls: 100, prestopCalls: 6, calls: 1000, settleMs: 25_000, idleWindowMs: 20_000 }, exec: { samples: 20 } },
+  full: {
+    admission: { rounds: 5, durationSec: 3, warmupSec: 2 },
+    mutation: { rounds: 7, budgetMs: 400 },
+    sidecar: { startRounds: 7, idleMs: 1500, dispatchCalls: 200, prestopCalls: 9, calls: 1000, settleMs: 30_000, idleWindowMs: 60_000 },
+    exec: { samples: 50 },
+  },
+  quick: {
+    admission: { rounds: 3, durationSec: 1, warmupSec: 0.5 },
+    mutation: { rounds: 5, budgetMs: 100 },
+    sidecar: { startRounds: 5, idleMs: 1000, dispatchCalls: 100, prestopCalls: 6, calls: 1000, settleMs: 25_000, idleWindowMs: 20_000 },
+    exec: { samples: 20 },
+  },
   // The code path on a tiny load, for test/bench-smoke.test.ts: no timing is judged there.
-  smoke: { admission: { rounds: 1, durationSec: 0.3, warmupSec: 0.2, concurrency: [1, 16, 64] }, mutation: { rounds: 1, budgetMs: 10 }, sidecar: { startRounds: 1, idleMs: 200, dispatchCalls: 3, prestopCalls: 1, calls: 8, settleMs: 100, idleWindowMs: 300 }, exec: { samples: 0 } },
+  smoke: {
+    admission: { rounds: 1, durationSec: 0.3, warmupSec: 0.2, concurrency: [1, 16, 64] },
+    mutation: { rounds: 1, budgetMs: 10 },
+    sidecar: { startRounds: 1, idleMs: 200, dispatchCalls: 3, prestopCalls: 1, calls: 8, settleMs: 100, idleWindowMs: 300 },
+    exec: { samples: 0 },
+  },
 };
 
 /** Numbers, plus `*.skipped` keys whose value says why a step did not run. */
@@ -67,14 +82,28 @@ export function table(results: Results): string {
   for (const n of MUTATION_SIZES) {
     if (r[`mutation_us.c${n}`] === undefined) continue;
     const perC = r[`mutation_us.c${n}`]! / n;
-    rows.push([`mutation ${n} container(s) µs`, fmt(r[`mutation_us.c${n}`], 1), '', `${fmt(perC, 1)}/c`, 'linear', n === 50 ? ok(perC <= (r['mutation_us.c1']! / 1) * 1.1 || perC <= (r['mutation_us.c10']! / 10) * 1.1) : '']);
+    rows.push([
+      `mutation ${n} container(s) µs`,
+      fmt(r[`mutation_us.c${n}`], 1),
+      '',
+      `${fmt(perC, 1)}/c`,
+      'linear',
+      n === 50 ? ok(perC <= (r['mutation_us.c1']! / 1) * 1.1 || perC <= (r['mutation_us.c10']! / 10) * 1.1) : '',
+    ]);
     rows.push([`  cold annotation (YAML parse) µs`, fmt(r[`mutation_us.cold_c${n}`], 1), '', `${fmt(r[`mutation_us.cold_c${n}`]! / n, 1)}/c`, '', '']);
     rows.push([`  whole review (+patch) µs`, fmt(r[`review_us.c${n}`], 1), '', '', '', '']);
   }
   if (r['sidecar.rss_mb'] !== undefined) {
     rows.push(['sidecar idle RSS MB', fmt(r['sidecar.rss_mb'], 1), fmt(r['sidecar.baseline_rss_mb'], 1), fmt(r['sidecar.rss_ratio']), '<= 1.15', ok(r['sidecar.rss_ratio']! <= 1.15)]);
     if (r['sidecar.rss_after_calls_mb'] !== undefined) {
-      rows.push(['  after the hook calls, settled', fmt(r['sidecar.rss_after_calls_mb'], 1), fmt(r['sidecar.rss_after_calls_baseline_mb'], 1), fmt(r['sidecar.rss_after_calls_ratio']), '<= 1.15', ok(r['sidecar.rss_after_calls_ratio']! <= 1.15)]);
+      rows.push([
+        '  after the hook calls, settled',
+        fmt(r['sidecar.rss_after_calls_mb'], 1),
+        fmt(r['sidecar.rss_after_calls_baseline_mb'], 1),
+        fmt(r['sidecar.rss_after_calls_ratio']),
+        '<= 1.15',
+        ok(r['sidecar.rss_after_calls_ratio']! <= 1.15),
+      ]);
       rows.push(['  right after the hook calls', fmt(r['sidecar.rss_after_calls_peak_mb'], 1), '', '', '', '']);
     }
     rows.push(['sidecar spawn→ready ms', fmt(r['sidecar.ready_ms'], 1), fmt(r['sidecar.baseline_start_ms'], 1), fmt(r['sidecar.ready_ratio']), '<= 1.5', ok(r['sidecar.ready_ratio']! <= 1.5)]);
@@ -86,14 +115,43 @@ export function table(results: Results): string {
     rows.push(['sidecar dispatch p99 ms (sleep 0)', fmt(r['sidecar.dispatch_p99_ms']), '', '', '', '']);
     rows.push(['sidecar dispatch p50 ms (httpGet)', fmt(r['sidecar.dispatch_http_p50_ms']), '', '', '', '']);
     rows.push(['sidecar dispatch p99 ms (httpGet)', fmt(r['sidecar.dispatch_http_p99_ms']), '', '', '', '']);
-    if (r['sidecar.event_loop_max_ms'] !== undefined) rows.push(['sidecar event loop max ms after ready', fmt(r['sidecar.event_loop_max_ms'], 1), '', '', '<= 50', ok(r['sidecar.event_loop_max_ms']! <= 50)]);
-    rows.push(['sidecar preStop deadline error ms', fmt(r['sidecar.prestop_deadline_error_ms'], 1), '', `max ${fmt(r['sidecar.prestop_deadline_error_max_ms'], 1)}`, '<= 100', ok(r['sidecar.prestop_deadline_error_ms']! <= 100)]);
+    if (r['sidecar.event_loop_max_ms'] !== undefined)
+      rows.push(['sidecar event loop max ms after ready', fmt(r['sidecar.event_loop_max_ms'], 1), '', '', '<= 50', ok(r['sidecar.event_loop_max_ms']! <= 50)]);
+    rows.push([
+      'sidecar preStop deadline error ms',
+      fmt(r['sidecar.prestop_deadline_error_ms'], 1),
+      '',
+      `max ${fmt(r['sidecar.prestop_deadline_error_max_ms'], 1)}`,
+      '<= 100',
+      ok(r['sidecar.prestop_deadline_error_ms']! <= 100),
+    ]);
   }
   if (r['exec_vs_runtime.ratio_p50'] !== undefined) {
-    rows.push(['exec hook p50 ms vs podman exec', fmt(r['exec_vs_runtime.hook_p50_ms'], 1), fmt(r['exec_vs_runtime.podman_exec_p50_ms'], 1), fmt(r['exec_vs_runtime.ratio_p50']), '<= 0.35', ok(r['exec_vs_runtime.ratio_p50']! <= 0.35)]);
-    rows.push(['exec hook p99 ms vs podman exec', fmt(r['exec_vs_runtime.hook_p99_ms'], 1), fmt(r['exec_vs_runtime.podman_exec_p99_ms'], 1), fmt(r['exec_vs_runtime.ratio_p99']), '<= 0.35', ok(r['exec_vs_runtime.ratio_p99']! <= 0.35)]);
+    rows.push([
+      'exec hook p50 ms vs podman exec',
+      fmt(r['exec_vs_runtime.hook_p50_ms'], 1),
+      fmt(r['exec_vs_runtime.podman_exec_p50_ms'], 1),
+      fmt(r['exec_vs_runtime.ratio_p50']),
+      '<= 0.35',
+      ok(r['exec_vs_runtime.ratio_p50']! <= 0.35),
+    ]);
+    rows.push([
+      'exec hook p99 ms vs podman exec',
+      fmt(r['exec_vs_runtime.hook_p99_ms'], 1),
+      fmt(r['exec_vs_runtime.podman_exec_p99_ms'], 1),
+      fmt(r['exec_vs_runtime.ratio_p99']),
+      '<= 0.35',
+      ok(r['exec_vs_runtime.ratio_p99']! <= 0.35),
+    ]);
     if (r['exec_vs_runtime.ratio_runc_p50'] !== undefined) {
-      rows.push(['exec hook p50 ms vs runc exec', fmt(r['exec_vs_runtime.hook_p50_ms'], 1), fmt(r['exec_vs_runtime.runc_exec_p50_ms'], 1), fmt(r['exec_vs_runtime.ratio_runc_p50']), '<= 0.35', ok(r['exec_vs_runtime.ratio_runc_p50']! <= 0.35)]);
+      rows.push([
+        'exec hook p50 ms vs runc exec',
+        fmt(r['exec_vs_runtime.hook_p50_ms'], 1),
+        fmt(r['exec_vs_runtime.runc_exec_p50_ms'], 1),
+        fmt(r['exec_vs_runtime.ratio_runc_p50']),
+        '<= 0.35',
+        ok(r['exec_vs_runtime.ratio_runc_p50']! <= 0.35),
+      ]);
       rows.push(['exec hook p99 ms vs runc exec', fmt(r['exec_vs_runtime.hook_p99_ms'], 1), fmt(r['exec_vs_runtime.runc_exec_p99_ms'], 1), fmt(r['exec_vs_runtime.ratio_runc_p99']), '', '']);
     }
   }
@@ -117,7 +175,10 @@ async function main(): Promise<void> {
   log(`hook-runner bench (${values.quick ? 'quick' : 'full'}): node ${process.version}, ${cpus().length} CPU(s) ${cpus()[0]?.model ?? ''}`);
   const results = await runBench(profile, parts, log);
   writeFileSync(values.out, `${JSON.stringify(results, null, 2)}\n`);
-  const skipped = Object.entries(results).filter(([, v]) => typeof v === 'string').map(([k, v]) => `${k}: ${v}\n`).join('');
+  const skipped = Object.entries(results)
+    .filter(([, v]) => typeof v === 'string')
+    .map(([k, v]) => `${k}: ${v}\n`)
+    .join('');
   process.stdout.write(`${table(results)}\n${skipped ? `\n${skipped}` : ''}\nwrote ${values.out} in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
 }
 

@@ -65,14 +65,16 @@ function track(c: ChildProcess): ChildProcess {
 
 /** Kills every child this module started (SIGKILL after a short SIGTERM grace). */
 async function killAll(): Promise<void> {
-  await Promise.all([...children].map(async (c) => {
-    const exited = new Promise<void>((r) => c.once('exit', () => r()));
-    c.kill('SIGTERM');
-    if (await Promise.race([exited.then(() => false), sleep(2000).then(() => true)])) {
-      c.kill('SIGKILL');
-      await exited;
-    }
-  }));
+  await Promise.all(
+    [...children].map(async (c) => {
+      const exited = new Promise<void>((r) => c.once('exit', () => r()));
+      c.kill('SIGTERM');
+      if (await Promise.race([exited.then(() => false), sleep(2000).then(() => true)])) {
+        c.kill('SIGKILL');
+        await exited;
+      }
+    }),
+  );
 }
 
 /** GET, new connection each time (like the kubelet); resolves with the status or an error, bounded. */
@@ -262,12 +264,14 @@ async function eventLoopMaxAfterReady(ns: PidNs | undefined): Promise<number> {
     await report(); // start of the window: readiness
     const until = nowMs() + 2000;
     const hdr = { [HEADER_TOKEN]: env.HOOK_RUNNER_TOKEN! };
-    await Promise.all(Array.from({ length: 4 }, async (_, k) => {
-      for (let i = 0; i < 10_000 && nowMs() < until; i++) {
-        const r = await (k === 0 ? get(port, '/readyz', {}, 5000) : get(port, hookPath('app', 'postStart'), hdr, 5000));
-        if (r.status !== 200) throw new Error(`call during start-up: ${r.error ?? `HTTP ${r.status}`}`);
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: 4 }, async (_, k) => {
+        for (let i = 0; i < 10_000 && nowMs() < until; i++) {
+          const r = await (k === 0 ? get(port, '/readyz', {}, 5000) : get(port, hookPath('app', 'postStart'), hdr, 5000));
+          if (r.status !== 200) throw new Error(`call during start-up: ${r.error ?? `HTTP ${r.status}`}`);
+        }
+      }),
+    );
     return await report();
   } finally {
     await stop(child);
@@ -346,10 +350,12 @@ async function rssAfterCalls(o: SidecarOptions, ns: PidNs | undefined): Promise<
     for (let i = 0; i < o.calls; i += names.length) {
       const ms = names.map((n) => marker(n, ns));
       await Promise.all(ms.map(markerRunning));
-      await Promise.all(names.slice(0, Math.min(names.length, o.calls - i)).map(async (n) => {
-        const r = await get(sc.port, hookPath(n, 'postStart'), hdr);
-        if (r.status !== 200) throw new Error(`hook call ${n}: ${r.error ?? `HTTP ${r.status}`}`);
-      }));
+      await Promise.all(
+        names.slice(0, Math.min(names.length, o.calls - i)).map(async (n) => {
+          const r = await get(sc.port, hookPath(n, 'postStart'), hdr);
+          if (r.status !== 200) throw new Error(`hook call ${n}: ${r.error ?? `HTTP ${r.status}`}`);
+        }),
+      );
       await Promise.all(ms.map(stop));
     }
   } catch (e) {
@@ -377,7 +383,13 @@ export async function benchSidecar(o: SidecarOptions): Promise<Record<string, nu
     const bareStart: number[] = [];
     const rss: number[] = [];
     const bareRss: number[] = [];
-    const typical = { app: { shutdownSeconds: 10, postStart: [{ httpGet: { path: '/warmup', port: 8080 }, retries: 3 }], preStop: [{ sleep: { seconds: 5 } }, { http: { method: 'POST', path: '/drain', port: 8080 } }] } };
+    const typical = {
+      app: {
+        shutdownSeconds: 10,
+        postStart: [{ httpGet: { path: '/warmup', port: 8080 }, retries: 3 }],
+        preStop: [{ sleep: { seconds: 5 } }, { http: { method: 'POST', path: '/drain', port: 8080 } }],
+      },
+    };
     for (let r = 0; r < o.startRounds; r++) {
       bareStart.push(await bareNodeStartMs());
       const s = await startSidecar(typical);
@@ -403,7 +415,9 @@ export async function benchSidecar(o: SidecarOptions): Promise<Record<string, nu
     // 2. Dispatch: hook call (sleep 0 | httpGet to the app) minus the same GET made directly.
     const ns = await makePidNs();
     out['sidecar.pid_namespace'] = ns ? 1 : 0;
-    o.log?.(ns ? 'sidecar: dispatch and preStop run in a PID namespace of their own (as in a pod)' : 'sidecar: no PID namespace (needs root and util-linux): the sidecar scans every process of the host');
+    o.log?.(
+      ns ? 'sidecar: dispatch and preStop run in a PID namespace of their own (as in a pod)' : 'sidecar: no PID namespace (needs root and util-linux): the sidecar scans every process of the host',
+    );
     const app = await appServer();
     try {
       const sc = await startSidecar({ s: SLEEP0, h: { postStart: [{ httpGet: { path: '/', port: app.port } }] } }, 30, ns);
@@ -442,7 +456,9 @@ export async function benchSidecar(o: SidecarOptions): Promise<Record<string, nu
       out['sidecar.dispatch_p99_ms'] = round(percentile(viaSleep, 99) - percentile(direct, 99));
       out['sidecar.dispatch_http_p50_ms'] = round(percentile(viaHttp, 50) - percentile(direct, 50));
       out['sidecar.dispatch_http_p99_ms'] = round(percentile(viaHttp, 99) - percentile(direct, 99));
-      o.log?.(`sidecar dispatch: sleep-0 hook +${out['sidecar.dispatch_p50_ms']} ms p50, httpGet hook +${out['sidecar.dispatch_http_p50_ms']} ms p50 over a direct GET of ${out['sidecar.direct_get_p50_ms']} ms`);
+      o.log?.(
+        `sidecar dispatch: sleep-0 hook +${out['sidecar.dispatch_p50_ms']} ms p50, httpGet hook +${out['sidecar.dispatch_http_p50_ms']} ms p50 over a direct GET of ${out['sidecar.direct_get_p50_ms']} ms`,
+      );
     } finally {
       await new Promise((r) => app.server.close(r));
     }
@@ -463,12 +479,14 @@ export async function benchSidecar(o: SidecarOptions): Promise<Record<string, nu
     const errors: number[] = [];
     // Three at a time: each waits ~0.75 s, so the whole step stays short.
     for (let i = 0; i < names.length; i += 3) {
-      await Promise.all(names.slice(i, i + 3).map(async (n) => {
-        const t = nowMs();
-        await get(sc.port, hookPath(n, 'preStop'), { [HEADER_TOKEN]: sc.token }, 5000);
-        const expected = t + grace * 1000 - DEADLINE_MARGIN_MS;
-        errors.push(Math.abs(nowMs() - expected));
-      }));
+      await Promise.all(
+        names.slice(i, i + 3).map(async (n) => {
+          const t = nowMs();
+          await get(sc.port, hookPath(n, 'preStop'), { [HEADER_TOKEN]: sc.token }, 5000);
+          const expected = t + grace * 1000 - DEADLINE_MARGIN_MS;
+          errors.push(Math.abs(nowMs() - expected));
+        }),
+      );
     }
     await Promise.all([stop(sc.child), ...ms.map(stop)]);
     out['sidecar.prestop_deadline_error_ms'] = round(median(errors), 1);
@@ -487,12 +505,16 @@ export async function benchSidecar(o: SidecarOptions): Promise<Record<string, nu
     out['sidecar.rss_after_calls_mb'] = round(after.settled, 1);
     out['sidecar.rss_after_calls_baseline_mb'] = round(after.bare, 1);
     out['sidecar.rss_after_calls_ratio'] = round(after.settled / after.bare, 2);
-    o.log?.(`sidecar rss after ${o.calls} hook calls: ${out['sidecar.rss_after_calls_peak_mb']} MB right after, ${out['sidecar.rss_after_calls_mb']} MB after ${o.settleMs / 1000} s idle vs bare node ${out['sidecar.rss_after_calls_baseline_mb']} MB`);
+    o.log?.(
+      `sidecar rss after ${o.calls} hook calls: ${out['sidecar.rss_after_calls_peak_mb']} MB right after, ${out['sidecar.rss_after_calls_mb']} MB after ${o.settleMs / 1000} s idle vs bare node ${out['sidecar.rss_after_calls_baseline_mb']} MB`,
+    );
     const w = await wakeups;
     out['sidecar.idle_wakeups_per_min'] = round(w.perMin, 1);
     out['sidecar.baseline_idle_wakeups_per_min'] = round(w.barePerMin, 1);
     out['sidecar.startup_wakeups'] = w.startup;
-    o.log?.(`sidecar idle wake-ups: ${out['sidecar.idle_wakeups_per_min']}/min (bare node ${out['sidecar.baseline_idle_wakeups_per_min']}/min) over ${o.idleWindowMs / 1000} s from ${o.settleMs / 1000} s after ready; ${w.startup} context switches before that (2 s to ${o.settleMs / 1000} s: one-off GC)`);
+    o.log?.(
+      `sidecar idle wake-ups: ${out['sidecar.idle_wakeups_per_min']}/min (bare node ${out['sidecar.baseline_idle_wakeups_per_min']}/min) over ${o.idleWindowMs / 1000} s from ${o.settleMs / 1000} s after ready; ${w.startup} context switches before that (2 s to ${o.settleMs / 1000} s: one-off GC)`,
+    );
     return out;
   } finally {
     await killAll();

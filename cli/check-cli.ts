@@ -130,7 +130,14 @@ async function guarded(id: string, f: () => Promise<CheckResult | CheckResult[]>
     return Array.isArray(r) ? r : [r];
   } catch (e) {
     const code = statusCode(e);
-    return [{ id, status: 'fail', message: `cannot read what this check needs: ${describeError(e)}`, hint: code === 403 ? 'the current user lacks read access; run check as a cluster admin' : 'check the API server and your kubeconfig' }];
+    return [
+      {
+        id,
+        status: 'fail',
+        message: `cannot read what this check needs: ${describeError(e)}`,
+        hint: code === 403 ? 'the current user lacks read access; run check as a cluster admin' : 'check the API server and your kubeconfig',
+      },
+    ];
   }
 }
 
@@ -160,7 +167,13 @@ async function present(p: Promise<unknown>): Promise<boolean | 'forbidden'> {
 async function servingCertificate(c: Clients, secret: string, selfSigned: boolean, mwc: V1MutatingWebhookConfiguration | undefined, now: Date): Promise<CheckResult> {
   const ns = INSTALL.namespace;
   const s = await orMissing(c.core.readNamespacedSecret({ name: secret, namespace: ns }, c.opts));
-  if (!s) return { id: 'webhook-certificate', status: 'fail', message: `Secret ${ns}/${secret} not found`, hint: selfSigned ? 'the webhook creates it at start with --self-signed; check its logs' : 'check the cert-manager Certificate' };
+  if (!s)
+    return {
+      id: 'webhook-certificate',
+      status: 'fail',
+      message: `Secret ${ns}/${secret} not found`,
+      hint: selfSigned ? 'the webhook creates it at start with --self-signed; check its logs' : 'check the cert-manager Certificate',
+    };
   const crt = s.data?.['tls.crt'];
   return checkCertificate({
     servingCertPem: crt ? Buffer.from(crt, 'base64').toString('utf8') : undefined,
@@ -234,22 +247,34 @@ export async function runChecks(kc: KubeConfig, now: () => Date = () => new Date
     const v = await kc.makeApiClient(VersionApi).getCode(opts);
     checks.push({ id: 'kubernetes-api', status: 'ok', message: `can reach the API server at ${kc.getCurrentCluster()?.server ?? '(unknown)'}` }, checkVersion(v));
   } catch (e) {
-    checks.push({ id: 'kubernetes-api', status: 'fail', message: `cannot reach the API server at ${kc.getCurrentCluster()?.server ?? '(no cluster in the kubeconfig)'}: ${describeError(e)}`, hint: 'check --kubeconfig / --context and that the cluster is up (kubectl version)' });
+    checks.push({
+      id: 'kubernetes-api',
+      status: 'fail',
+      message: `cannot reach the API server at ${kc.getCurrentCluster()?.server ?? '(no cluster in the kubeconfig)'}: ${describeError(e)}`,
+      hint: 'check --kubeconfig / --context and that the cluster is up (kubectl version)',
+    });
     return report(checks);
   }
 
   let deployment: V1Deployment | undefined;
-  checks.push(...(await guarded('webhook-deployment', async () => {
-    deployment = await orMissing(c.apps.readNamespacedDeployment({ name: INSTALL.deployment, namespace: ns }, opts));
-    return checkDeployment(deployment);
-  })));
-  checks.push(...(await guarded('webhook-endpoints', async () =>
-    checkEndpoints((await c.discovery.listNamespacedEndpointSlice({ namespace: ns, labelSelector: `kubernetes.io/service-name=${INSTALL.service}` }, opts)).items))));
+  checks.push(
+    ...(await guarded('webhook-deployment', async () => {
+      deployment = await orMissing(c.apps.readNamespacedDeployment({ name: INSTALL.deployment, namespace: ns }, opts));
+      return checkDeployment(deployment);
+    })),
+  );
+  checks.push(
+    ...(await guarded('webhook-endpoints', async () =>
+      checkEndpoints((await c.discovery.listNamespacedEndpointSlice({ namespace: ns, labelSelector: `kubernetes.io/service-name=${INSTALL.service}` }, opts)).items),
+    )),
+  );
   let mwc: V1MutatingWebhookConfiguration | undefined;
-  checks.push(...(await guarded('webhook-configuration', async () => {
-    mwc = await orMissing(c.admission.readMutatingWebhookConfiguration({ name: INSTALL.webhookConfiguration }, opts));
-    return checkWebhookConfiguration(mwc);
-  })));
+  checks.push(
+    ...(await guarded('webhook-configuration', async () => {
+      mwc = await orMissing(c.admission.readMutatingWebhookConfiguration({ name: INSTALL.webhookConfiguration }, opts));
+      return checkWebhookConfiguration(mwc);
+    })),
+  );
   const webhook = deployment?.spec?.template.spec?.containers[0];
   const selfSigned = webhook?.args?.includes('--self-signed') ?? true;
   const secret = selfSigned ? TLS_SECRET_NAME : (deployment?.spec?.template.spec?.volumes?.find((v) => v.secret?.secretName)?.secret?.secretName ?? TLS_SECRET_NAME);
@@ -257,14 +282,18 @@ export async function runChecks(kc: KubeConfig, now: () => Date = () => new Date
   checks.push(...(await guarded('rbac', () => installRbac(c, selfSigned))));
 
   let opted: V1Namespace[] | undefined;
-  checks.push(...(await guarded('namespaces', async () => {
-    const found = (await c.core.listNamespace({}, opts)).items.filter(isOptedIn);
-    opted = found;
-    return checkNamespaces(found, await sidecarBindings(c, found));
-  })));
-  checks.push(...(await guarded('sidecar-port-services', async () => {
-    if (!opted) return { id: 'sidecar-port-services', status: 'warn', message: 'not checked: the namespaces could not be listed', hint: 'see the namespaces check' };
-    return portServices(c, opted);
-  })));
+  checks.push(
+    ...(await guarded('namespaces', async () => {
+      const found = (await c.core.listNamespace({}, opts)).items.filter(isOptedIn);
+      opted = found;
+      return checkNamespaces(found, await sidecarBindings(c, found));
+    })),
+  );
+  checks.push(
+    ...(await guarded('sidecar-port-services', async () => {
+      if (!opted) return { id: 'sidecar-port-services', status: 'warn', message: 'not checked: the namespaces could not be listed', hint: 'see the namespaces check' };
+      return portServices(c, opted);
+    })),
+  );
   return report(checks);
 }

@@ -51,7 +51,13 @@ const DAY_MS = 86_400_000;
 export function checkVersion(v: KubeVersionFields): CheckResult {
   const p = parseKubeVersion(v);
   const mode = modeForVersion(v);
-  if (!p) return { id: 'kubernetes-version', status: 'warn', message: `cannot understand the API server version ${JSON.stringify(v.gitVersion ?? '')}; sidecar mode auto means container`, hint: 'set sidecar.mode: native in the webhook configuration on Kubernetes 1.29+' };
+  if (!p)
+    return {
+      id: 'kubernetes-version',
+      status: 'warn',
+      message: `cannot understand the API server version ${JSON.stringify(v.gitVersion ?? '')}; sidecar mode auto means container`,
+      hint: 'set sidecar.mode: native in the webhook configuration on Kubernetes 1.29+',
+    };
   return {
     id: 'kubernetes-version',
     status: 'ok',
@@ -74,22 +80,46 @@ export function checkDeployment(d: V1Deployment | undefined): CheckResult {
 }
 
 export function checkEndpoints(slices: V1EndpointSlice[]): CheckResult {
-  const ready = slices.flatMap((s) => s.endpoints ?? []).filter((e) => e.conditions?.ready !== false).flatMap((e) => e.addresses);
+  const ready = slices
+    .flatMap((s) => s.endpoints ?? [])
+    .filter((e) => e.conditions?.ready !== false)
+    .flatMap((e) => e.addresses);
   if (ready.length === 0) {
-    return { id: 'webhook-endpoints', status: 'fail', message: `Service ${INSTALL.namespace}/${INSTALL.service} has no ready endpoints: the API server cannot call the webhook, and failurePolicy Fail blocks hooked pods`, hint: `kubectl -n ${INSTALL.namespace} get endpointslices -l kubernetes.io/service-name=${INSTALL.service}; check the Deployment's readiness` };
+    return {
+      id: 'webhook-endpoints',
+      status: 'fail',
+      message: `Service ${INSTALL.namespace}/${INSTALL.service} has no ready endpoints: the API server cannot call the webhook, and failurePolicy Fail blocks hooked pods`,
+      hint: `kubectl -n ${INSTALL.namespace} get endpointslices -l kubernetes.io/service-name=${INSTALL.service}; check the Deployment's readiness`,
+    };
   }
   return { id: 'webhook-endpoints', status: 'ok', message: `Service ${INSTALL.namespace}/${INSTALL.service} has ${ready.length} ready endpoint${ready.length === 1 ? '' : 's'}` };
 }
 
 export function checkWebhookConfiguration(c: V1MutatingWebhookConfiguration | undefined): CheckResult {
-  if (!c) return { id: 'webhook-configuration', status: 'fail', message: `MutatingWebhookConfiguration ${INSTALL.webhookConfiguration} not found`, hint: 'install hook-runner: kubectl apply -k manifests/' };
+  if (!c)
+    return { id: 'webhook-configuration', status: 'fail', message: `MutatingWebhookConfiguration ${INSTALL.webhookConfiguration} not found`, hint: 'install hook-runner: kubectl apply -k manifests/' };
   const w = c.webhooks?.find((x) => x.name === INSTALL.webhookName);
-  if (!w) return { id: 'webhook-configuration', status: 'fail', message: `MutatingWebhookConfiguration ${INSTALL.webhookConfiguration} has no webhook ${INSTALL.webhookName}`, hint: 'kubectl apply -k manifests/ again' };
+  if (!w)
+    return {
+      id: 'webhook-configuration',
+      status: 'fail',
+      message: `MutatingWebhookConfiguration ${INSTALL.webhookConfiguration} has no webhook ${INSTALL.webhookName}`,
+      hint: 'kubectl apply -k manifests/ again',
+    };
   const svc = w.clientConfig.service;
   if (!svc || svc.namespace !== INSTALL.namespace || svc.name !== INSTALL.service) {
-    return { id: 'webhook-configuration', status: 'fail', message: `webhook ${INSTALL.webhookName} calls ${svc ? `Service ${svc.namespace}/${svc.name}` : w.clientConfig.url ?? 'nothing'}, not Service ${INSTALL.namespace}/${INSTALL.service}`, hint: 'kubectl apply -k manifests/ again' };
+    return {
+      id: 'webhook-configuration',
+      status: 'fail',
+      message: `webhook ${INSTALL.webhookName} calls ${svc ? `Service ${svc.namespace}/${svc.name}` : (w.clientConfig.url ?? 'nothing')}, not Service ${INSTALL.namespace}/${INSTALL.service}`,
+      hint: 'kubectl apply -k manifests/ again',
+    };
   }
-  return { id: 'webhook-configuration', status: 'ok', message: `MutatingWebhookConfiguration ${INSTALL.webhookConfiguration} calls Service ${INSTALL.namespace}/${INSTALL.service} (failurePolicy ${w.failurePolicy ?? 'Fail'}, timeout ${w.timeoutSeconds ?? 10}s)` };
+  return {
+    id: 'webhook-configuration',
+    status: 'ok',
+    message: `MutatingWebhookConfiguration ${INSTALL.webhookConfiguration} calls Service ${INSTALL.namespace}/${INSTALL.service} (failurePolicy ${w.failurePolicy ?? 'Fail'}, timeout ${w.timeoutSeconds ?? 10}s)`,
+  };
 }
 
 function pems(text: string): string[] {
@@ -103,7 +133,13 @@ function pems(text: string): string[] {
 export function checkCertificate(input: { servingCertPem: string | undefined; secret: string; caBundleBase64: string | undefined; now: Date }): CheckResult {
   const id = 'webhook-certificate';
   const renewHint = `kubectl -n ${INSTALL.namespace} rollout restart deployment/${INSTALL.deployment} (--self-signed renews on start; cert-manager renews its Certificate)`;
-  if (!input.caBundleBase64) return { id, status: 'fail', message: `MutatingWebhookConfiguration ${INSTALL.webhookConfiguration} has no caBundle: the API server cannot verify the webhook`, hint: 'with --self-signed the webhook patches it in at start (check its logs); with cert-manager, the cainjector fills it' };
+  if (!input.caBundleBase64)
+    return {
+      id,
+      status: 'fail',
+      message: `MutatingWebhookConfiguration ${INSTALL.webhookConfiguration} has no caBundle: the API server cannot verify the webhook`,
+      hint: 'with --self-signed the webhook patches it in at start (check its logs); with cert-manager, the cainjector fills it',
+    };
   if (!input.servingCertPem) return { id, status: 'fail', message: `Secret ${INSTALL.namespace}/${input.secret} holds no tls.crt`, hint: renewHint };
   let leaf: X509Certificate;
   let cas: X509Certificate[];
@@ -114,13 +150,20 @@ export function checkCertificate(input: { servingCertPem: string | undefined; se
     return { id, status: 'fail', message: `cannot read the certificates: ${(e as Error).message}`, hint: renewHint };
   }
   const issuer = cas.find((ca) => leaf.checkIssued(ca) && leaf.verify(ca.publicKey));
-  if (!issuer) return { id, status: 'fail', message: `the certificate in Secret ${INSTALL.namespace}/${input.secret} (issuer ${leaf.issuer.replace(/\n/g, ', ')}) is not signed by a CA in the caBundle of MutatingWebhookConfiguration ${INSTALL.webhookConfiguration}: the API server will refuse the webhook's TLS`, hint: renewHint };
+  if (!issuer)
+    return {
+      id,
+      status: 'fail',
+      message: `the certificate in Secret ${INSTALL.namespace}/${input.secret} (issuer ${leaf.issuer.replace(/\n/g, ', ')}) is not signed by a CA in the caBundle of MutatingWebhookConfiguration ${INSTALL.webhookConfiguration}: the API server will refuse the webhook's TLS`,
+      hint: renewHint,
+    };
   const host = `${INSTALL.service}.${INSTALL.namespace}.svc`;
   if (!leaf.checkHost(host)) return { id, status: 'fail', message: `the webhook certificate is not valid for ${host}, the name the API server verifies`, hint: renewHint };
   const soonest = [leaf, issuer].map((c) => ({ c, left: (new Date(c.validTo).getTime() - input.now.getTime()) / DAY_MS })).sort((a, b) => a.left - b.left)[0]!;
   const what = soonest.c === leaf ? 'serving certificate' : 'CA';
   const until = new Date(soonest.c.validTo).toISOString();
-  if (soonest.left < CERT_FAIL_DAYS) return { id, status: 'fail', message: `the webhook ${what} ${soonest.left < 0 ? 'expired' : 'expires'} ${until} (${Math.floor(soonest.left)} days)`, hint: renewHint };
+  if (soonest.left < CERT_FAIL_DAYS)
+    return { id, status: 'fail', message: `the webhook ${what} ${soonest.left < 0 ? 'expired' : 'expires'} ${until} (${Math.floor(soonest.left)} days)`, hint: renewHint };
   const msg = `the webhook certificate matches the caBundle and is valid for ${host}; the ${what} expires ${until} (${Math.floor(soonest.left)} days)`;
   if (soonest.left < CERT_WARN_DAYS) return { id, status: 'warn', message: msg, hint: renewHint };
   return { id, status: 'ok', message: msg };
@@ -152,7 +195,14 @@ export function isOptedIn(ns: V1Namespace): boolean {
 export function checkNamespaces(namespaces: V1Namespace[], sidecarBindings: Map<string, boolean | 'forbidden'>): CheckResult[] {
   const opted = namespaces.filter(isOptedIn);
   if (opted.length === 0) {
-    return [{ id: 'namespaces', status: 'warn', message: `no namespace is labelled ${LABEL_NAMESPACE_INJECTION}=${NAMESPACE_INJECTION_ENABLED}: no pod is injected`, hint: `kubectl label namespace NAME ${LABEL_NAMESPACE_INJECTION}=${NAMESPACE_INJECTION_ENABLED}` }];
+    return [
+      {
+        id: 'namespaces',
+        status: 'warn',
+        message: `no namespace is labelled ${LABEL_NAMESPACE_INJECTION}=${NAMESPACE_INJECTION_ENABLED}: no pod is injected`,
+        hint: `kubectl label namespace NAME ${LABEL_NAMESPACE_INJECTION}=${NAMESPACE_INJECTION_ENABLED}`,
+      },
+    ];
   }
   return opted.map((ns) => {
     const name = ns.metadata?.name ?? '';
@@ -161,7 +211,13 @@ export function checkNamespaces(namespaces: V1Namespace[], sidecarBindings: Map<
     const denied = HANDLER_KINDS.filter((k) => !kinds.includes(k));
     const binding = sidecarBindings.get(name);
     const msg = `namespace ${name}: Pod Security ${level ?? 'not enforced (privileged)'}; handler kinds ${kinds.join(', ')}${denied.length ? ` (${denied.join(', ')} denied)` : ''}`;
-    if (binding === false) return { id: `namespace/${name}`, status: 'warn', message: `${msg}; RoleBinding ${INSTALL.sidecarRoleBinding} missing: sidecars there write no Events and cannot read their own grace period`, hint: `check the webhook's logs (namespace controller): kubectl -n ${INSTALL.namespace} logs deployment/${INSTALL.deployment}` };
+    if (binding === false)
+      return {
+        id: `namespace/${name}`,
+        status: 'warn',
+        message: `${msg}; RoleBinding ${INSTALL.sidecarRoleBinding} missing: sidecars there write no Events and cannot read their own grace period`,
+        hint: `check the webhook's logs (namespace controller): kubectl -n ${INSTALL.namespace} logs deployment/${INSTALL.deployment}`,
+      };
     return { id: `namespace/${name}`, status: 'ok', message: msg };
   });
 }
@@ -190,12 +246,13 @@ export function sidecarPortTargets(services: V1Service[], pods: V1Pod[]): { serv
 }
 
 export function checkSidecarPortServices(targets: { service: string; port: number | string }[], namespaces: number): CheckResult {
-  if (targets.length === 0) return { id: 'sidecar-port-services', status: 'ok', message: `no Service targets a sidecar's hook port (in ${namespaces} opted-in namespace${namespaces === 1 ? '' : 's'})` };
+  if (targets.length === 0)
+    return { id: 'sidecar-port-services', status: 'ok', message: `no Service targets a sidecar's hook port (in ${namespaces} opted-in namespace${namespaces === 1 ? '' : 's'})` };
   return {
     id: 'sidecar-port-services',
     status: 'warn',
     message: `Services target the sidecar's hook port: ${targets.map((t) => `${t.service} -> ${t.port}`).join(', ')}; traffic through them reaches the sidecar from proxies and nodes it trusts, defeating its source-address check`,
-    hint: 'point those Services at the application\'s own ports',
+    hint: "point those Services at the application's own ports",
   };
 }
 
@@ -211,10 +268,7 @@ export function report(checks: CheckResult[]): CheckReport {
 }
 
 export function renderChecks(r: CheckReport, style: Style): string {
-  const mark = (s: CheckStatus) =>
-    style.unicode
-      ? s === 'ok' ? style.green('✔') : s === 'warn' ? style.yellow('‼') : style.red('✖')
-      : s === 'ok' ? '[ok]' : s === 'warn' ? '[warn]' : '[fail]';
+  const mark = (s: CheckStatus) => (style.unicode ? (s === 'ok' ? style.green('✔') : s === 'warn' ? style.yellow('‼') : style.red('✖')) : s === 'ok' ? '[ok]' : s === 'warn' ? '[warn]' : '[fail]');
   const lines: string[] = [];
   for (const c of r.checks) {
     lines.push(`${mark(c.status)} ${c.id}: ${c.message}`);
@@ -223,6 +277,10 @@ export function renderChecks(r: CheckReport, style: Style): string {
   const failed = r.checks.filter((c) => c.status === 'fail').length;
   const warned = r.checks.filter((c) => c.status === 'warn').length;
   lines.push('');
-  lines.push(failed ? style.red(`Status check results: ${failed} failed, ${warned} warning${warned === 1 ? '' : 's'}`) : style.green(`Status check results: all passed${warned ? ` (${warned} warning${warned === 1 ? '' : 's'})` : ''}`));
+  lines.push(
+    failed
+      ? style.red(`Status check results: ${failed} failed, ${warned} warning${warned === 1 ? '' : 's'}`)
+      : style.green(`Status check results: all passed${warned ? ` (${warned} warning${warned === 1 ? '' : 's'})` : ''}`),
+  );
   return `${lines.join('\n')}\n`;
 }

@@ -107,7 +107,9 @@ export async function runExplainCli(argv: string[]): Promise<number> {
       if (explanations.length === 0) throw new Error(`no Pod or workload with a pod template in ${files.join(', ')}`);
     } else {
       const { liveInput } = await import('./explain-live.js');
-      explanations = [explain(await liveInput({ name: pos[1]!, namespace: args.namespace, kubeconfig: args.kubeconfig, context: args.context, config, modeFlag: modeFlag as ResolvedMode | undefined, tailLines }))];
+      explanations = [
+        explain(await liveInput({ name: pos[1]!, namespace: args.namespace, kubeconfig: args.kubeconfig, context: args.context, config, modeFlag: modeFlag as ResolvedMode | undefined, tailLines })),
+      ];
     }
   } catch (e) {
     process.stderr.write(`hook-runner explain: ${(e as Error).message}\n`);
@@ -133,7 +135,14 @@ export function offlineInputs(files: readonly string[], config: Config, mode: Re
       return;
     }
     const meta = isObj(doc.metadata) ? doc.metadata : {};
-    const base = { kind: String(doc.kind), name: String(meta.name ?? meta.generateName ?? '(unnamed)'), ...(typeof meta.namespace === 'string' ? { namespace: meta.namespace } : {}), config, mode, ...(podSecurityLevel ? { podSecurityLevel } : {}) };
+    const base = {
+      kind: String(doc.kind),
+      name: String(meta.name ?? meta.generateName ?? '(unnamed)'),
+      ...(typeof meta.namespace === 'string' ? { namespace: meta.namespace } : {}),
+      config,
+      mode,
+      ...(podSecurityLevel ? { podSecurityLevel } : {}),
+    };
     if (doc.kind === 'Pod' && (doc.apiVersion ?? 'v1') === 'v1') {
       out.push({ ...base, source, pod: doc as V1Pod });
       return;

@@ -6,16 +6,7 @@
  */
 import type { CoreV1Event, V1Container, V1Pod } from '@kubernetes/client-node';
 import { DEADLINE_MARGIN_MS, checkPreStopBudget, preStopDeadlineMs, worstCaseSeconds } from '../common/budget.js';
-import {
-  ANNOTATION_STATUS,
-  DEFAULT_GRACE_SECONDS,
-  ENV_SPEC,
-  LABEL_NAMESPACE_INJECTION,
-  NAMESPACE_INJECTION_ENABLED,
-  PHASES,
-  SIDECAR_CONTAINER_NAME,
-  type Phase,
-} from '../common/names.js';
+import { ANNOTATION_STATUS, DEFAULT_GRACE_SECONDS, ENV_SPEC, LABEL_NAMESPACE_INJECTION, NAMESPACE_INJECTION_ENABLED, PHASES, SIDECAR_CONTAINER_NAME, type Phase } from '../common/names.js';
 import { HookSpecError, parseSpecJson, type HandlerKind, type HandlerSpec, type HookSpec } from '../common/spec.js';
 import type { Config } from '../webhook/core/config.js';
 import { MutationError, collectHooks, mutatePod, type PodSecurityLevel, type ResolvedMode } from '../webhook/core/mutate.js';
@@ -211,10 +202,20 @@ function sidecarView(c: V1Container): SidecarView {
   const caps = sc.capabilities?.add ?? [];
   const outside = caps.filter((x) => !BASELINE_CAPABILITIES.includes(x));
   if (outside.length > 0) {
-    return { runAsUser: sc.runAsUser, capabilities: caps, podSecurityLevel: 'privileged', why: `${outside.join(' and ')} ${outside.length === 1 ? 'is' : 'are'} outside baseline; exec and signal handlers need them to act on another uid's processes` };
+    return {
+      runAsUser: sc.runAsUser,
+      capabilities: caps,
+      podSecurityLevel: 'privileged',
+      why: `${outside.join(' and ')} ${outside.length === 1 ? 'is' : 'are'} outside baseline; exec and signal handlers need them to act on another uid's processes`,
+    };
   }
   if (caps.length > 0 || sc.runAsNonRoot !== true) {
-    return { runAsUser: sc.runAsUser, capabilities: caps, podSecurityLevel: 'baseline', why: caps.length > 0 ? 'restricted allows no added capability but NET_BIND_SERVICE' : 'restricted needs runAsNonRoot' };
+    return {
+      runAsUser: sc.runAsUser,
+      capabilities: caps,
+      podSecurityLevel: 'baseline',
+      why: caps.length > 0 ? 'restricted allows no added capability but NET_BIND_SERVICE' : 'restricted needs runAsNonRoot',
+    };
   }
   return { runAsUser: sc.runAsUser, capabilities: caps, podSecurityLevel: 'restricted', why: 'non-root, all capabilities dropped, no privilege escalation, RuntimeDefault seccomp' };
 }
@@ -400,14 +401,18 @@ export function renderExplanation(x: Explanation, style: Style): string {
   }
   if (x.sidecar) {
     const s = x.sidecar;
-    l.push(`  sidecar privileges: ${s.runAsUser === 0 ? 'uid 0' : `uid ${s.runAsUser ?? '(image default)'}`}, capabilities ${s.capabilities.length ? s.capabilities.join(', ') : 'none (all dropped)'}`);
+    l.push(
+      `  sidecar privileges: ${s.runAsUser === 0 ? 'uid 0' : `uid ${s.runAsUser ?? '(image default)'}`}, capabilities ${s.capabilities.length ? s.capabilities.join(', ') : 'none (all dropped)'}`,
+    );
     l.push(`    Pod Security level needed: ${s.podSecurityLevel} (${s.why})`);
     if (s.podSecurityLevel !== 'privileged') l.push(`    handler kinds that work under baseline or restricted: ${RESTRICTED_KINDS.join(', ')}`);
   }
   for (const w of x.warnings) l.push(`  ${style.yellow('warning')}: ${w}`);
 
   for (const b of x.budgets) {
-    l.push(`  preStop grace budget of container ${b.container}: ${b.graceSource} ${b.graceSeconds}, shutdownSeconds ${b.shutdownSeconds}, worst case ${secs(b.worstCaseSeconds)}, cut-off ${secs(b.cutoffSeconds)} (grace - shutdownSeconds - ${DEADLINE_MARGIN_MS}ms margin)`);
+    l.push(
+      `  preStop grace budget of container ${b.container}: ${b.graceSource} ${b.graceSeconds}, shutdownSeconds ${b.shutdownSeconds}, worst case ${secs(b.worstCaseSeconds)}, cut-off ${secs(b.cutoffSeconds)} (grace - shutdownSeconds - ${DEADLINE_MARGIN_MS}ms margin)`,
+    );
     if (b.graceSeconds > 0) {
       for (const line of drawTimeline({ graceSeconds: b.graceSeconds, shutdownSeconds: b.shutdownSeconds, cutoffSeconds: b.cutoffSeconds, handlers: b.handlers }, style)) l.push(`  ${line}`);
     }
@@ -429,7 +434,9 @@ export function renderExplanation(x: Explanation, style: Style): string {
     if (x.lastReports.length === 0) l.push('    (none in the log yet)');
     for (const r of x.lastReports) {
       const outcome = r.outcome === 'succeeded' ? style.green(r.outcome) : style.red(r.outcome);
-      l.push(`    ${r.container} ${r.phase}: ${outcome}${r.time ? ` at ${r.time}` : ''}${r.durationMs !== undefined ? ` in ${r.durationMs}ms` : ''}${r.reason ? `: ${r.reason}` : ''}${r.detail ? ` (${r.detail})` : ''}`);
+      l.push(
+        `    ${r.container} ${r.phase}: ${outcome}${r.time ? ` at ${r.time}` : ''}${r.durationMs !== undefined ? ` in ${r.durationMs}ms` : ''}${r.reason ? `: ${r.reason}` : ''}${r.detail ? ` (${r.detail})` : ''}`,
+      );
     }
   }
   return `${l.join('\n')}\n`;

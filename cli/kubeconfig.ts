@@ -6,7 +6,15 @@ export function kubeConfigFrom(opts: { kubeconfig?: string; context?: string }):
   if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
   else kc.loadFromDefault();
   if (opts.context) {
-    if (!kc.getContextObject(opts.context)) throw new Error(`kubeconfig has no context ${JSON.stringify(opts.context)}; contexts: ${kc.getContexts().map((c) => c.name).join(', ') || '(none)'}`);
+    if (!kc.getContextObject(opts.context))
+      throw new Error(
+        `kubeconfig has no context ${JSON.stringify(opts.context)}; contexts: ${
+          kc
+            .getContexts()
+            .map((c) => c.name)
+            .join(', ') || '(none)'
+        }`,
+      );
     kc.setCurrentContext(opts.context);
   }
   return kc;

@@ -56,7 +56,9 @@ export function drawTimeline(t: TimelineInput, style: Style): string[] {
   for (let s = 0; s <= horizon; s += step) {
     const c = col(s);
     ruler[c] = s === 0 ? '|' : '+';
-    secs(s).split('').forEach((ch, i) => (labels[c + i] = ch));
+    secs(s)
+      .split('')
+      .forEach((ch, i) => (labels[c + i] = ch));
   }
   const lines = [`${pad}${labels.join('').trimEnd()}`, `${pad}${ruler.join('')}`];
 

@@ -74,6 +74,12 @@ export async function runUninjectCli(argv: string[]): Promise<number> {
     return 1;
   }
   for (const r of out) for (const w of r.warnings) process.stderr.write(`Warning: ${w}\n`);
-  process.stdout.write(formatDocuments(out.map((r) => r.doc), args.output, formatYaml));
+  process.stdout.write(
+    formatDocuments(
+      out.map((r) => r.doc),
+      args.output,
+      formatYaml,
+    ),
+  );
   return 0;
 }

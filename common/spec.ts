@@ -188,12 +188,18 @@ function describe(v: unknown): string {
 function preview(v: unknown, depth = 0): string {
   if (Array.isArray(v)) {
     if (depth >= 2) return v.length > 0 ? '[…]' : '[]';
-    return `[${v.slice(0, 4).map((x) => preview(x, depth + 1)).join(', ')}${v.length > 4 ? ', …' : ''}]`;
+    return `[${v
+      .slice(0, 4)
+      .map((x) => preview(x, depth + 1))
+      .join(', ')}${v.length > 4 ? ', …' : ''}]`;
   }
   if (isObj(v)) {
     const keys = Object.keys(v);
     if (depth >= 2) return keys.length > 0 ? '{…}' : '{}';
-    return `{${keys.slice(0, 4).map((k) => `${k}: ${preview(v[k], depth + 1)}`).join(', ')}${keys.length > 4 ? ', …' : ''}}`;
+    return `{${keys
+      .slice(0, 4)
+      .map((k) => `${k}: ${preview(v[k], depth + 1)}`)
+      .join(', ')}${keys.length > 4 ? ', …' : ''}}`;
   }
   if (typeof v === 'string') return JSON.stringify(v.length > 20 ? `${v.slice(0, 20)}…` : v);
   return String(v);
@@ -421,11 +427,7 @@ class Validator {
   private checkHeaders(path: string, v: unknown): Header[] {
     if (v === undefined || v === null) return [];
     // Accept the native list form and, for `http`, a plain map of name to value.
-    const list: unknown[] = Array.isArray(v)
-      ? v
-      : isObj(v)
-        ? Object.entries(v).map(([name, value]) => ({ name, value }))
-        : this.fail(path, `must be a list of {name, value}, got ${describe(v)}`);
+    const list: unknown[] = Array.isArray(v) ? v : isObj(v) ? Object.entries(v).map(([name, value]) => ({ name, value })) : this.fail(path, `must be a list of {name, value}, got ${describe(v)}`);
     return list.map((h, i) => {
       const p = join(path, i);
       const o = this.obj(p, h);
@@ -543,7 +545,13 @@ class Validator {
   containerHooks(name: string, v: unknown): ContainerHooks {
     if (this.ctx.containers && !this.containerNames().has(name)) {
       const names = this.ctx.containers.map((c) => c.name).join(', ');
-      this.fail(name, `no such container in this pod (containers: ${names});${didYouMean(name, this.ctx.containers.map((c) => c.name))} hooks apply to regular containers only`);
+      this.fail(
+        name,
+        `no such container in this pod (containers: ${names});${didYouMean(
+          name,
+          this.ctx.containers.map((c) => c.name),
+        )} hooks apply to regular containers only`,
+      );
     }
     const o = this.obj(name, v ?? {});
     this.fields(name, o, ['shutdownSeconds', ...PHASES]);

@@ -50,13 +50,15 @@ await build({
   define: { 'import.meta.url': '__hookRunnerUrl' },
   // createRequire (for builtins loaded on first use) is CommonJS's own require here: node:module
   // would load node's ES module loader after all.
-  plugins: [{
-    name: 'cjs-require',
-    setup(b) {
-      b.onResolve({ filter: /^node:module$/ }, () => ({ path: 'node:module', namespace: 'cjs-require' }));
-      b.onLoad({ filter: /.*/, namespace: 'cjs-require' }, () => ({ contents: 'export const createRequire = () => require;', loader: 'js' }));
+  plugins: [
+    {
+      name: 'cjs-require',
+      setup(b) {
+        b.onResolve({ filter: /^node:module$/ }, () => ({ path: 'node:module', namespace: 'cjs-require' }));
+        b.onLoad({ filter: /.*/, namespace: 'cjs-require' }, () => ({ contents: 'export const createRequire = () => require;', loader: 'js' }));
+      },
     },
-  }],
+  ],
   banner: { js: "const __hookRunnerUrl = require('node:url').pathToFileURL(__filename).href;" },
   sourcemap: true,
   logLevel: 'warning',

@@ -28,7 +28,10 @@ export interface CallerSetting {
 
 /** A bad value of one of the caller variables; the message names the variable. */
 export class CallerEnvError extends Error {
-  constructor(readonly variable: string, detail: string) {
+  constructor(
+    readonly variable: string,
+    detail: string,
+  ) {
     super(`${variable}: ${detail}`);
     this.name = 'CallerEnvError';
   }
@@ -150,7 +153,10 @@ export class CallerCheck {
   private list = new BlockList();
   private gatewaysNow: string[] = [];
 
-  constructor(readonly setting: CallerSetting, gateways: readonly string[] = []) {
+  constructor(
+    readonly setting: CallerSetting,
+    gateways: readonly string[] = [],
+  ) {
     this.setGateways(gateways);
   }
 

@@ -54,7 +54,17 @@ function readDefaultGateways(procNet = '/proc/net'): string[] {
 const GATEWAY_REREAD_MS = 5000;
 
 /** The caller check of the server, with its rate-limited refusal log (DESIGN §6). */
-function callerGate(env: SidecarEnv, log: Logger, procNet = '/proc/net'): { allowed: (remote: string | undefined) => boolean; refused: (remote: string, path: string, why: 'caller' | 'token') => void; flush: () => void; readGateways: () => CallerCheck; check: CallerCheck } {
+function callerGate(
+  env: SidecarEnv,
+  log: Logger,
+  procNet = '/proc/net',
+): {
+  allowed: (remote: string | undefined) => boolean;
+  refused: (remote: string, path: string, why: 'caller' | 'token') => void;
+  flush: () => void;
+  readGateways: () => CallerCheck;
+  check: CallerCheck;
+} {
   // The routes are read on first use (the first call, or just after readiness), not before the
   // server listens: parsing them (node's IPv6 matcher compiles on first use) cost ~2 ms of every start.
   const check = new CallerCheck(env.callers, []);
@@ -67,7 +77,11 @@ function callerGate(env: SidecarEnv, log: Logger, procNet = '/proc/net'): { allo
     return check;
   };
   const refusals = new RefusalLog((kind, fields) => {
-    if (kind === 'refused') log.warn({ ...fields, accepted: describeCallers(env.callers, check.gateways), setting: ENV_CALLERS }, `hook API call refused: the caller's address is not an accepted caller (config hookCallers, env ${ENV_CALLERS}); the kubelet calls from the node or the pod's gateway`);
+    if (kind === 'refused')
+      log.warn(
+        { ...fields, accepted: describeCallers(env.callers, check.gateways), setting: ENV_CALLERS },
+        `hook API call refused: the caller's address is not an accepted caller (config hookCallers, env ${ENV_CALLERS}); the kubelet calls from the node or the pod's gateway`,
+      );
     else log.warn({ ...fields, setting: ENV_CALLERS }, 'further hook API calls refused (not logged one by one)');
   });
   // Wrong tokens are refused calls too: from an accepted address (or under `any`) they must not flood the log either.
@@ -174,11 +188,24 @@ async function runSidecar(env: SidecarEnv, log: Logger): Promise<number> {
   setImmediate(() => {
     const check = gate.readGateways();
     log.info(
-      { port: env.port, containers: Object.keys(env.spec), pod: env.pod.name, namespace: env.pod.namespace, uid: status.uid, caps: capNames(status.capEff), graceSeconds: env.graceSeconds, callers: describeCallers(env.callers, check.gateways), startupMs },
+      {
+        port: env.port,
+        containers: Object.keys(env.spec),
+        pod: env.pod.name,
+        namespace: env.pod.namespace,
+        uid: status.uid,
+        caps: capNames(status.capEff),
+        graceSeconds: env.graceSeconds,
+        callers: describeCallers(env.callers, check.gateways),
+        startupMs,
+      },
       'sidecar ready',
     );
     if (env.callers.mode === 'auto' && check.gateways.length === 0 && env.callers.hostIps.length === 0) {
-      log.warn({ setting: ENV_CALLERS }, `no default gateway in this network namespace and no ${ENV_HOST_IP}/${ENV_HOST_IPS}: only loopback may call the hook API; set ${ENV_CALLERS} (config hookCallers) to the kubelet's source address`);
+      log.warn(
+        { setting: ENV_CALLERS },
+        `no default gateway in this network namespace and no ${ENV_HOST_IP}/${ENV_HOST_IPS}: only loopback may call the hook API; set ${ENV_CALLERS} (config hookCallers) to the kubelet's source address`,
+      );
     }
   });
   // node:crypto (~3 ms) for the token check loads just after readiness; nothing heavier loads later.

@@ -1,7 +1,16 @@
 /** The sidecar's configuration, read only from the environment the webhook writes (DESIGN §5). */
 import {
-  DEFAULT_GRACE_SECONDS, DEFAULT_SIDECAR_PORT, ENV_EVENT_OUTPUT, ENV_GRACE_SECONDS, ENV_NODE_NAME, ENV_POD_NAME,
-  ENV_POD_NAMESPACE, ENV_POD_UID, ENV_PORT, ENV_SPEC, ENV_TOKEN,
+  DEFAULT_GRACE_SECONDS,
+  DEFAULT_SIDECAR_PORT,
+  ENV_EVENT_OUTPUT,
+  ENV_GRACE_SECONDS,
+  ENV_NODE_NAME,
+  ENV_POD_NAME,
+  ENV_POD_NAMESPACE,
+  ENV_POD_UID,
+  ENV_PORT,
+  ENV_SPEC,
+  ENV_TOKEN,
 } from '../common/names.js';
 import { parseSpecJson, type HookSpec } from '../common/spec.js';
 import { CallerEnvError, parseCallerEnv, type CallerSetting } from './callers.js';
@@ -19,7 +28,10 @@ export interface SidecarEnv {
 
 /** One clear message naming the variable that is wrong. */
 export class EnvError extends Error {
-  constructor(readonly variable: string, detail: string) {
+  constructor(
+    readonly variable: string,
+    detail: string,
+  ) {
     super(`${variable}: ${detail}`);
     this.name = 'EnvError';
   }

@@ -227,18 +227,15 @@ export async function runHttp(a: HttpGetAction | HttpAction, signal: AbortSignal
   const mod = a.scheme === 'HTTPS' ? httpsModule() : http;
   const tail = new Tail();
   return new Promise<AttemptResult>((resolve) => {
-    const req = mod.request(
-      { host: a.host, port: a.port, path: a.path, method, headers, signal, agent: false, rejectUnauthorized: false },
-      (res) => {
-        const status = res.statusCode ?? 0;
-        res.on('data', (b: Buffer) => tail.push(b));
-        res.on('error', () => {});
-        res.on('end', () => {
-          const ok = status >= 200 && status < 400;
-          resolve({ ok, status, output: tail.toString(), ...(ok ? {} : { error: `HTTP ${status}` }) });
-        });
-      },
-    );
+    const req = mod.request({ host: a.host, port: a.port, path: a.path, method, headers, signal, agent: false, rejectUnauthorized: false }, (res) => {
+      const status = res.statusCode ?? 0;
+      res.on('data', (b: Buffer) => tail.push(b));
+      res.on('error', () => {});
+      res.on('end', () => {
+        const ok = status >= 200 && status < 400;
+        resolve({ ok, status, output: tail.toString(), ...(ok ? {} : { error: `HTTP ${status}` }) });
+      });
+    });
     req.on('error', (e) => resolve({ ok: false, error: `${method} ${a.scheme.toLowerCase()}://${a.host}:${a.port}${a.path}: ${e.message}`, output: tail.toString() }));
     if (body !== undefined) req.end(body);
     else req.end();

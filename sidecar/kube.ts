@@ -64,7 +64,10 @@ function eventBody(pod: PodRef, e: EventInput, now: Date): Record<string, unknow
 }
 
 class HttpStatusError extends Error {
-  constructor(readonly status: number, detail: string) {
+  constructor(
+    readonly status: number,
+    detail: string,
+  ) {
     super(`HTTP ${status}: ${detail}`);
   }
 }
@@ -142,7 +145,13 @@ export class KubeClient {
           path: `/api/v1/namespaces/${encodeURIComponent(this.pod.namespace)}/events`,
           ca,
           agent: false,
-          headers: { Authorization: `Bearer ${token.trim()}`, 'Content-Type': 'application/json', Accept: 'application/json', 'Content-Length': Buffer.byteLength(body), 'User-Agent': 'hook-runner-sidecar' },
+          headers: {
+            Authorization: `Bearer ${token.trim()}`,
+            'Content-Type': 'application/json',
+            Accept: 'application/json',
+            'Content-Length': Buffer.byteLength(body),
+            'User-Agent': 'hook-runner-sidecar',
+          },
           timeout: REQUEST_TIMEOUT_MS,
         },
         (res: IncomingMessage) => {

@@ -27,7 +27,11 @@ function formatNumber(n: number): string {
 
 class Counter {
   private readonly values = new Map<string, { labels: Labels; value: number }>();
-  constructor(readonly name: string, readonly help: string, readonly labelNames: readonly string[]) {}
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly labelNames: readonly string[],
+  ) {}
 
   inc(labels: Labels): void {
     const key = labelText(this.labelNames, labels);
@@ -45,7 +49,12 @@ class Counter {
 
 class Histogram {
   private readonly series = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>();
-  constructor(readonly name: string, readonly help: string, readonly labelNames: readonly string[], readonly buckets: readonly number[]) {}
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly labelNames: readonly string[],
+    readonly buckets: readonly number[],
+  ) {}
 
   observe(labels: Labels, value: number): void {
     const key = labelText(this.labelNames, labels);
@@ -80,11 +89,7 @@ export class SidecarMetrics {
     'Hook handler items by container, phase, handler kind and outcome (succeeded, failed, timeout, deadline, skipped).',
     ['container', 'phase', 'handler', 'outcome'],
   );
-  private readonly calls = new Counter(
-    'hook_runner_hook_calls_total',
-    'Calls of the hook API by container, phase and result (succeeded, failed, deadline, joined).',
-    ['container', 'phase', 'result'],
-  );
+  private readonly calls = new Counter('hook_runner_hook_calls_total', 'Calls of the hook API by container, phase and result (succeeded, failed, deadline, joined).', ['container', 'phase', 'result']);
 
   observeDuration(labels: Labels, seconds: number): void {
     this.duration.observe(labels, seconds);

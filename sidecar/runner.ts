@@ -179,7 +179,12 @@ export async function runHandlerList(list: readonly HandlerSpec[], opts: RunOpti
   }
   if (deadlineHit) {
     const cut = handlers.find((r) => r.outcome === 'deadline' || r.outcome === 'skipped');
-    return { ok: false, outcome: 'deadline', reason: `PreStop deadline reached${cut ? ` at handler [${cut.index}] ${cut.kind}` : ''}; the rest of the list was cut off so the app keeps its shutdownSeconds`, handlers };
+    return {
+      ok: false,
+      outcome: 'deadline',
+      reason: `PreStop deadline reached${cut ? ` at handler [${cut.index}] ${cut.kind}` : ''}; the rest of the list was cut off so the app keeps its shutdownSeconds`,
+      handlers,
+    };
   }
   if (failed !== undefined) return { ok: false, outcome: 'failed', reason: failed, handlers };
   return { ok: true, outcome: 'succeeded', handlers };

@@ -151,8 +151,16 @@ export class HookService {
     this.running.add(deadline);
     let timer: NodeJS.Timeout | undefined;
     const report: HookReport = {
-      container, phase, pod: pod.name, namespace: pod.namespace, run: target ? runId(target) : null,
-      outcome: 'succeeded', arrivedAt: new Date(arrival).toISOString(), finishedAt: '', durationMs: 0, handlers: [],
+      container,
+      phase,
+      pod: pod.name,
+      namespace: pod.namespace,
+      run: target ? runId(target) : null,
+      outcome: 'succeeded',
+      arrivedAt: new Date(arrival).toISOString(),
+      finishedAt: '',
+      durationMs: 0,
+      handlers: [],
     };
     try {
       if (phase === 'preStop') {
@@ -167,7 +175,21 @@ export class HookService {
         execute: (h, signal) => this.execute(container, h, signal, target),
         deadline: deadline.signal,
         onAttempt: (h, index, a) => {
-          const fields = { pod: pod.name, namespace: pod.namespace, container, phase, handler: h.kind, index, attempt: a.attempt, durationMs: a.durationMs, outcome: a.outcome, ...(a.exitCode !== undefined ? { exitCode: a.exitCode } : {}), ...(a.status !== undefined ? { status: a.status } : {}), ...(a.error ? { error: a.error } : {}), output: a.outputTail };
+          const fields = {
+            pod: pod.name,
+            namespace: pod.namespace,
+            container,
+            phase,
+            handler: h.kind,
+            index,
+            attempt: a.attempt,
+            durationMs: a.durationMs,
+            outcome: a.outcome,
+            ...(a.exitCode !== undefined ? { exitCode: a.exitCode } : {}),
+            ...(a.status !== undefined ? { status: a.status } : {}),
+            ...(a.error ? { error: a.error } : {}),
+            output: a.outputTail,
+          };
           if (a.outcome === 'succeeded') this.d.log.info(fields, 'hook handler attempt succeeded');
           else this.d.log.warn(fields, `hook handler attempt ${a.outcome}`);
         },
@@ -202,7 +224,12 @@ export class HookService {
     const title = PHASE_TITLE[r.phase];
     if (r.outcome === 'succeeded') {
       this.d.log.info(base, 'hook succeeded');
-      this.d.kube.event({ reason: 'HookSucceeded', type: 'Normal', container: r.container, message: `${title} hook of container ${r.container} succeeded: ${r.handlers.length} handler(s) in ${r.durationMs}ms` });
+      this.d.kube.event({
+        reason: 'HookSucceeded',
+        type: 'Normal',
+        container: r.container,
+        message: `${title} hook of container ${r.container} succeeded: ${r.handlers.length} handler(s) in ${r.durationMs}ms`,
+      });
       return;
     }
     this.d.log.warn({ ...base, reason: r.reason }, 'hook failed');
@@ -227,7 +254,11 @@ export class HookService {
       case 'exec': {
         // A retry may find a target that was not there yet.
         const target: Target | undefined = found ?? (await this.findTarget(container, 0));
-        if (!target) return { ok: false, error: this.conflicts.get(container) ?? `no process of container ${container} found (${ENV_MARKER}=${container} in /proc/*/environ of a process the container runtime started)` };
+        if (!target)
+          return {
+            ok: false,
+            error: this.conflicts.get(container) ?? `no process of container ${container} found (${ENV_MARKER}=${container} in /proc/*/environ of a process the container runtime started)`,
+          };
         if (h.kind === 'signal') return runSignal(h.action, target, signal, this.procRoot);
         if (!this.d.tools) return { ok: false, error: 'the exec helper dist/sidecar/hook-exec is missing from the sidecar image (built by npm run build)' };
         return runExec(h.action.command, target, signal, {
@@ -238,7 +269,10 @@ export class HookService {
             const key = `${container}@${runId(target)}`;
             if (this.warnedCaps.has(key)) return;
             this.warnedCaps.add(key);
-            this.d.log.warn({ container, pid: target.pid, caps }, 'target runs as uid 0 with a narrower capability bounding set; without CAP_SETPCAP the sidecar cannot narrow the exec command to it, so the command holds these extra capabilities');
+            this.d.log.warn(
+              { container, pid: target.pid, caps },
+              'target runs as uid 0 with a narrower capability bounding set; without CAP_SETPCAP the sidecar cannot narrow the exec command to it, so the command holds these extra capabilities',
+            );
           },
         });
       }

@@ -14,7 +14,7 @@ function run(args: string[]) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-test('`help COMMAND` prints that command\'s help, the same as `COMMAND --help`', () => {
+test("`help COMMAND` prints that command's help, the same as `COMMAND --help`", () => {
   for (const cmd of ['webhook', 'inject', 'sidecar', 'wait-ready', 'version']) {
     const viaHelp = run(['help', cmd]);
     assert.equal(viaHelp.code, 0, `help ${cmd}: ${viaHelp.stderr}`);

@@ -39,7 +39,10 @@ function deployment(available: number, selfSigned = true) {
     kind: 'Deployment',
     metadata: { name: 'hook-runner', namespace: SYS },
     spec: { replicas: 2, selector: {}, template: { spec: { containers: [{ name: 'webhook', image: 'x', args: ['webhook', ...(selfSigned ? ['--self-signed'] : [])] }] } } },
-    status: { availableReplicas: available, conditions: [{ type: 'Available', status: available > 0 ? 'True' : 'False', ...(available > 0 ? {} : { message: 'Deployment does not have minimum availability.' }) }] },
+    status: {
+      availableReplicas: available,
+      conditions: [{ type: 'Available', status: available > 0 ? 'True' : 'False', ...(available > 0 ? {} : { message: 'Deployment does not have minimum availability.' }) }],
+    },
   };
 }
 
@@ -63,9 +66,22 @@ const hookedPod = (() => {
 function installHealthy(): void {
   objects = new Map<string, unknown>([
     [`/apis/apps/v1/namespaces/${SYS}/deployments/hook-runner`, deployment(2)],
-    [`/apis/discovery.k8s.io/v1/namespaces/${SYS}/endpointslices`, list([{ addressType: 'IPv4', endpoints: [{ addresses: ['10.0.0.5'], conditions: { ready: true } }, { addresses: ['10.0.0.6'], conditions: { ready: true } }] }])],
+    [
+      `/apis/discovery.k8s.io/v1/namespaces/${SYS}/endpointslices`,
+      list([
+        {
+          addressType: 'IPv4',
+          endpoints: [
+            { addresses: ['10.0.0.5'], conditions: { ready: true } },
+            { addresses: ['10.0.0.6'], conditions: { ready: true } },
+          ],
+        },
+      ]),
+    ],
     [`/api/v1/namespaces/${SYS}/serviceaccounts/hook-runner`, { metadata: { name: 'hook-runner' } }],
-    ...['hook-runner-webhook', 'hook-runner-sidecar', 'hook-runner-webhook-cabundle'].map((n) => [`/apis/rbac.authorization.k8s.io/v1/clusterroles/${n}`, { metadata: { name: n } }] as [string, unknown]),
+    ...['hook-runner-webhook', 'hook-runner-sidecar', 'hook-runner-webhook-cabundle'].map(
+      (n) => [`/apis/rbac.authorization.k8s.io/v1/clusterroles/${n}`, { metadata: { name: n } }] as [string, unknown],
+    ),
     ...['hook-runner-webhook', 'hook-runner-webhook-cabundle'].map((n) => [`/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/${n}`, { metadata: { name: n }, roleRef: {} }] as [string, unknown]),
     [`/apis/rbac.authorization.k8s.io/v1/namespaces/${SYS}/roles/hook-runner-webhook-tls`, { metadata: { name: 'hook-runner-webhook-tls' } }],
     ['/api/v1/namespaces/shop/services', list([{ metadata: { name: 'web' }, spec: { ports: [{ port: 80, targetPort: 8080 }] } }])],
@@ -76,10 +92,23 @@ function installHealthy(): void {
   fake.put('rolebindings', { metadata: { name: 'hook-runner-webhook-tls', namespace: SYS }, roleRef: {}, subjects: [] });
   fake.put('rolebindings', { metadata: { name: 'hook-runner-sidecar', namespace: 'shop' }, roleRef: {}, subjects: [] });
   fake.put('rolebindings', { metadata: { name: 'hook-runner-sidecar', namespace: 'ops' }, roleRef: {}, subjects: [] });
-  fake.put('secrets', { metadata: { name: 'hook-runner-tls', namespace: SYS }, type: 'kubernetes.io/tls', data: { 'tls.crt': b64(serving.cert), 'tls.key': b64(serving.key), 'ca.crt': b64(ca.cert) } });
+  fake.put('secrets', {
+    metadata: { name: 'hook-runner-tls', namespace: SYS },
+    type: 'kubernetes.io/tls',
+    data: { 'tls.crt': b64(serving.cert), 'tls.key': b64(serving.key), 'ca.crt': b64(ca.cert) },
+  });
   fake.put('mutatingwebhookconfigurations', {
     metadata: { name: 'hook-runner' },
-    webhooks: [{ name: 'inject.hook-runner.dev', clientConfig: { caBundle: b64(ca.cert), service: { name: 'hook-runner', namespace: SYS, path: '/mutate', port: 443 } }, failurePolicy: 'Fail', timeoutSeconds: 5, admissionReviewVersions: ['v1'], sideEffects: 'None' }],
+    webhooks: [
+      {
+        name: 'inject.hook-runner.dev',
+        clientConfig: { caBundle: b64(ca.cert), service: { name: 'hook-runner', namespace: SYS, path: '/mutate', port: 443 } },
+        failurePolicy: 'Fail',
+        timeoutSeconds: 5,
+        admissionReviewVersions: ['v1'],
+        sideEffects: 'None',
+      },
+    ],
   });
   fake.setNamespace(SYS);
   fake.setNamespace('shop', { 'hook-runner.dev/injection': 'enabled', 'pod-security.kubernetes.io/enforce': 'baseline' });
@@ -131,7 +160,13 @@ function cli(args: string[]): Promise<{ code: number | null; stdout: string; std
 
 test('check: a healthy installation passes, with the namespaces, their levels and a warning for a Service on the sidecar port', async () => {
   installHealthy();
-  objects.set('/api/v1/namespaces/shop/services', list([{ metadata: { name: 'web' }, spec: { ports: [{ port: 80, targetPort: 8080 }] } }, { metadata: { name: 'leaky' }, spec: { ports: [{ port: 80, targetPort: 15902 }] } }]));
+  objects.set(
+    '/api/v1/namespaces/shop/services',
+    list([
+      { metadata: { name: 'web' }, spec: { ports: [{ port: 80, targetPort: 8080 }] } },
+      { metadata: { name: 'leaky' }, spec: { ports: [{ port: 80, targetPort: 15902 }] } },
+    ]),
+  );
   objects.set('/api/v1/namespaces/ops/services', list([{ metadata: { name: 'default-port' }, spec: { ports: [{ port: 15901 }] } }]));
   const r = await runChecks(fake.kubeConfig());
   assert.equal(r.success, true, JSON.stringify(r.checks, null, 1));
@@ -142,7 +177,11 @@ test('check: a healthy installation passes, with the namespaces, their levels an
   assert.equal(byId(r, 'rbac').status, 'ok');
   assert.match(byId(r, 'namespace/shop').message, /Pod Security baseline; handler kinds httpGet, http, sleep, tcpSocket \(exec, signal denied\)/);
   assert.match(byId(r, 'namespace/ops').message, /not enforced \(privileged\); handler kinds exec, httpGet, http, sleep, signal, tcpSocket$/);
-  assert.equal(r.checks.some((c) => c.id === 'namespace/other'), false, 'namespaces not opted in are not listed');
+  assert.equal(
+    r.checks.some((c) => c.id === 'namespace/other'),
+    false,
+    'namespaces not opted in are not listed',
+  );
   const ports = byId(r, 'sidecar-port-services');
   assert.equal(ports.status, 'warn');
   assert.match(ports.message, /shop\/leaky -> 15902, ops\/default-port -> 15901/);
@@ -224,16 +263,53 @@ test('check: certificate expiry: under 30 days warns, under 7 fails, expired fai
 test('explain pod: a live injected pod with its events and the last reports from the sidecar log', async () => {
   installHealthy();
   const logLines = [
-    { level: 'info', time: '2026-01-01T00:00:01.000Z', msg: 'hook handler attempt timeout', pod: 'web', namespace: 'shop', container: 'app', phase: 'preStop', handler: 'sleep', index: 0, attempt: 1, durationMs: 34750, outcome: 'deadline', error: 'cut off at the grace-period deadline' },
-    { level: 'warn', time: '2026-01-01T00:00:01.100Z', msg: 'hook failed', pod: 'web', namespace: 'shop', container: 'app', phase: 'preStop', outcome: 'deadline', durationMs: 34751, handlers: 1, reason: 'grace-period deadline reached' },
+    {
+      level: 'info',
+      time: '2026-01-01T00:00:01.000Z',
+      msg: 'hook handler attempt timeout',
+      pod: 'web',
+      namespace: 'shop',
+      container: 'app',
+      phase: 'preStop',
+      handler: 'sleep',
+      index: 0,
+      attempt: 1,
+      durationMs: 34750,
+      outcome: 'deadline',
+      error: 'cut off at the grace-period deadline',
+    },
+    {
+      level: 'warn',
+      time: '2026-01-01T00:00:01.100Z',
+      msg: 'hook failed',
+      pod: 'web',
+      namespace: 'shop',
+      container: 'app',
+      phase: 'preStop',
+      outcome: 'deadline',
+      durationMs: 34751,
+      handlers: 1,
+      reason: 'grace-period deadline reached',
+    },
   ];
   objects.set('/api/v1/namespaces/shop/pods/web', { ...hookedPod, spec: { ...hookedPod.spec, terminationGracePeriodSeconds: 40 } });
   objects.set('/api/v1/namespaces/shop/pods/web/log', logLines.map((l) => JSON.stringify(l)).join('\n'));
-  objects.set('/api/v1/namespaces/shop/events', list([
-    { metadata: { name: 'e1' }, involvedObject: { kind: 'Pod', name: 'web', uid: 'uid-web' }, reason: 'FailedPreStopHook', type: 'Warning', count: 1, lastTimestamp: '2026-01-01T00:00:01Z', message: 'PreStop hook of container app cut off at the grace-period deadline' },
-    { metadata: { name: 'e2' }, involvedObject: { kind: 'Pod', name: 'web', uid: 'uid-web' }, reason: 'Pulled', type: 'Normal', message: 'image pulled' },
-    { metadata: { name: 'e3' }, involvedObject: { kind: 'Pod', name: 'web', uid: 'old-pod' }, reason: 'HookSucceeded', type: 'Normal', message: 'an earlier pod of the same name' },
-  ]));
+  objects.set(
+    '/api/v1/namespaces/shop/events',
+    list([
+      {
+        metadata: { name: 'e1' },
+        involvedObject: { kind: 'Pod', name: 'web', uid: 'uid-web' },
+        reason: 'FailedPreStopHook',
+        type: 'Warning',
+        count: 1,
+        lastTimestamp: '2026-01-01T00:00:01Z',
+        message: 'PreStop hook of container app cut off at the grace-period deadline',
+      },
+      { metadata: { name: 'e2' }, involvedObject: { kind: 'Pod', name: 'web', uid: 'uid-web' }, reason: 'Pulled', type: 'Normal', message: 'image pulled' },
+      { metadata: { name: 'e3' }, involvedObject: { kind: 'Pod', name: 'web', uid: 'old-pod' }, reason: 'HookSucceeded', type: 'Normal', message: 'an earlier pod of the same name' },
+    ]),
+  );
   const r = await cli(['explain', 'pod', 'web', '-n', 'shop']);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^Pod shop\/web {2}\(live\)$/m);
@@ -253,7 +329,11 @@ test('explain pod: a live injected pod with its events and the last reports from
   assert.equal(x!.events.length, 1);
 
   // Being deleted with --grace-period=20: the kubelet's grace is the deletion's, and so is the budget.
-  objects.set('/api/v1/namespaces/shop/pods/web', { ...hookedPod, metadata: { ...hookedPod.metadata, deletionGracePeriodSeconds: 20, deletionTimestamp: '2026-01-01T00:00:00Z' }, spec: { ...hookedPod.spec, terminationGracePeriodSeconds: 40 } });
+  objects.set('/api/v1/namespaces/shop/pods/web', {
+    ...hookedPod,
+    metadata: { ...hookedPod.metadata, deletionGracePeriodSeconds: 20, deletionTimestamp: '2026-01-01T00:00:00Z' },
+    spec: { ...hookedPod.spec, terminationGracePeriodSeconds: 40 },
+  });
   const deleting = await cli(['explain', 'pod', 'web', '-n', 'shop']);
   assert.match(deleting.stdout, /preStop grace budget of container app: deletionGracePeriodSeconds 20, shutdownSeconds 5, worst case 40s, cut-off 14\.75s/);
   assert.match(deleting.stdout, /but deletionGracePeriodSeconds 20 - shutdownSeconds 5 leaves 15s/);
@@ -265,7 +345,12 @@ test('explain pod: a live injected pod with its events and the last reports from
 
 test('explain pod: a pod in a namespace that is not opted in says so', async () => {
   installHealthy();
-  objects.set('/api/v1/namespaces/other/pods/plain', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'plain', namespace: 'other', annotations: { 'hook-runner.dev/hooks': 'app: {preStop: [{sleep: {seconds: 1}}]}' } }, spec: { containers: [{ name: 'app', image: 'x' }] } });
+  objects.set('/api/v1/namespaces/other/pods/plain', {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'plain', namespace: 'other', annotations: { 'hook-runner.dev/hooks': 'app: {preStop: [{sleep: {seconds: 1}}]}' } },
+    spec: { containers: [{ name: 'app', image: 'x' }] },
+  });
   const r = await cli(['explain', 'pod', 'plain', '-n', 'other']);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /injected: no \(namespace-not-enabled\): namespace other is not labelled hook-runner\.dev\/injection=enabled/);

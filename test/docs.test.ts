@@ -33,7 +33,10 @@ export function readmeCommands(markdown: string): string[] {
   for (const m of markdown.matchAll(/^```(?:sh|bash|shell|console)\n([\s\S]*?)^```$/gm)) {
     const joined = m[1]!.replace(/\\\n\s*/g, ' ');
     for (const raw of joined.split('\n')) {
-      const line = raw.replace(/^\$ /, '').replace(/\s+#\s.*$/, '').trim();
+      const line = raw
+        .replace(/^\$ /, '')
+        .replace(/\s+#\s.*$/, '')
+        .trim();
       if (line === '' || line.startsWith('#')) continue;
       out.push(...line.split(' && ').map((c) => c.trim()));
     }
@@ -79,7 +82,10 @@ async function startServer(cmd: string, launched: Launched): Promise<Server> {
     `${cmd} to log "webhook listening" and write the CA certificate to stderr`,
     () => {
       if (proc.exitCode !== null) throw new Error(`${cmd} exited ${proc.exitCode} before listening:\n${launched.stderr()}`);
-      const l = launched.stdout().split('\n').find((x) => x.includes('"msg":"webhook listening'));
+      const l = launched
+        .stdout()
+        .split('\n')
+        .find((x) => x.includes('"msg":"webhook listening'));
       const c = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\r?\n/.exec(launched.stderr())?.[0];
       return l !== undefined && c !== undefined && ([l, c] as const);
     },
@@ -113,8 +119,14 @@ async function stopServer(proc: ChildProcess): Promise<void> {
 
 test('README: every shell command that needs no cluster exits 0; the others are skipped with their reason', async (t) => {
   const commands = readmeCommands(README);
-  assert.ok(commands.some((c) => c === 'npm start'), `README's quick start runs npm start: ${commands.join(' | ')}`);
-  assert.ok(commands.some((c) => c.includes('inject -f examples/pod.yaml')), 'README shows inject');
+  assert.ok(
+    commands.some((c) => c === 'npm start'),
+    `README's quick start runs npm start: ${commands.join(' | ')}`,
+  );
+  assert.ok(
+    commands.some((c) => c.includes('inject -f examples/pod.yaml')),
+    'README shows inject',
+  );
   let server: Server | undefined;
   let launched: Launched | undefined;
   try {
@@ -179,7 +191,11 @@ test('README: the denial example is what the webhook says for that annotation', 
   const hooks = 'app: {preStop: [{sleep: {seconds: 5}}, {httpGet: {path: /drain, port: 70000}, timeoutSecond: 10}]}';
   assert.ok(README.includes(hooks.slice('app: {preStop: '.length, -1)), 'README shows the annotation of its denial example');
   const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', annotations: { 'hook-runner.dev/hooks': hooks } }, spec: { containers: [{ name: 'app', image: 'x' }] } };
-  const body = { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u', kind: { group: '', version: 'v1', kind: 'Pod' }, resource: { group: '', version: 'v1', resource: 'pods' }, operation: 'CREATE', namespace: 'd', object: pod } };
+  const body = {
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: { uid: 'u', kind: { group: '', version: 'v1', kind: 'Pod' }, resource: { group: '', version: 'v1', resource: 'pods' }, operation: 'CREATE', namespace: 'd', object: pod },
+  };
   const r = reviewAdmission(body, { config: defaultConfig('test'), mode: 'native' });
   const review = r.review as { response: { status: { message: string } } };
   assert.equal(review.response.status.message, example);

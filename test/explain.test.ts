@@ -34,7 +34,10 @@ const plain = makeStyle({ tty: false, env: {} });
 const config = defaultConfig('test');
 
 const files = readdirSync(DIR);
-const cases = files.filter((f) => f.endsWith('.yaml') && !f.endsWith('.options.yaml')).map((f) => f.slice(0, -'.yaml'.length)).sort();
+const cases = files
+  .filter((f) => f.endsWith('.yaml') && !f.endsWith('.options.yaml'))
+  .map((f) => f.slice(0, -'.yaml'.length))
+  .sort();
 
 function explainFile(path: string, opts: { podSecurity?: PodSecurityLevel; mode?: ResolvedMode; config?: Config } = {}): Explanation[] {
   return offlineInputs([path], opts.config ?? config, opts.mode ?? 'native', opts.podSecurity).map(explain);
@@ -119,7 +122,10 @@ test('CLI: -o json and yaml carry the same data; denied pods exit 1; usage error
   assert.equal(xs[0]!.injection.state, 'would-inject');
   assert.equal(xs[0]!.budgets[0]!.fits, true);
   const yaml = spawnSync(process.execPath, [CLI, 'explain', '-f', join(DIR, 'fits.yaml'), '-o', 'yaml'], { encoding: 'utf8' });
-  assert.deepEqual(parseYaml(yaml.stdout), xs.map((x) => ({ ...x, source: x.source.replace('stdin', join(DIR, 'fits.yaml')) })));
+  assert.deepEqual(
+    parseYaml(yaml.stdout),
+    xs.map((x) => ({ ...x, source: x.source.replace('stdin', join(DIR, 'fits.yaml')) })),
+  );
 
   const denied = spawnSync(process.execPath, [CLI, 'explain', '-f', join(DIR, 'exec-baseline.yaml'), '--pod-security', 'baseline'], { encoding: 'utf8' });
   assert.equal(denied.status, 1);
@@ -133,7 +139,7 @@ test('CLI: -o json and yaml carry the same data; denied pods exit 1; usage error
   assert.match(missing.stderr, /cannot read .*no-such-file\.yaml: ENOENT/);
 });
 
-test('last reports are read back from the sidecar\'s real log lines', async (t) => {
+test("last reports are read back from the sidecar's real log lines", async (t) => {
   // A closed port: bind, note it, close.
   const srv = net.createServer();
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
@@ -142,13 +148,15 @@ test('last reports are read back from the sidecar\'s real log lines', async (t) 
 
   const lines: string[] = [];
   const log = createSidecarLogger({ name: 'hook-runner-sidecar', level: 'info', write: (line) => lines.push(...line.split('\n').filter(Boolean)) });
-  const spec = parseSpecJson(JSON.stringify({
-    app: {
-      shutdownSeconds: 1,
-      postStart: [{ tcpSocket: { port: closed }, timeoutSeconds: 2, retries: 1, retryDelaySeconds: 0 }],
-      preStop: [{ sleep: { seconds: 0 } }],
-    },
-  }));
+  const spec = parseSpecJson(
+    JSON.stringify({
+      app: {
+        shutdownSeconds: 1,
+        postStart: [{ tcpSocket: { port: closed }, timeoutSeconds: 2, retries: 1, retryDelaySeconds: 0 }],
+        preStop: [{ sleep: { seconds: 0 } }],
+      },
+    }),
+  );
   const pod = { name: 'p', namespace: 'ns', uid: 'u', node: 'n' };
   const service = new HookService({
     env: { spec, token: 'x'.repeat(32), port: 1, graceSeconds: 3, eventOutput: false, pod, callers: parseCallerEnv({}) },

@@ -81,7 +81,10 @@ for (const variable of ['LD_PRELOAD', 'LD_AUDIT'] as const) {
         assert.match(out, /^libpath=\/opt\/cuda\/lib64$/m);
         const records = readFileSync(evil.records, 'utf8').trim().split('\n').filter(Boolean);
         t.diagnostic(`library records:\n${records.join('\n')}`);
-        assert.ok(records.some((l) => l.includes('hook-final-command')), 'the library ran in the final command (the environment reached it)');
+        assert.ok(
+          records.some((l) => l.includes('hook-final-command')),
+          'the library ran in the final command (the environment reached it)',
+        );
         for (const l of records) {
           const [uid, euid, capEff] = l.split(' ');
           assert.deepEqual([uid, euid, capEff], ['1000', '1000', '0000000000000000'], `the library ran only with the app's privileges: ${l}`);
@@ -172,7 +175,10 @@ test('another container that sets HOOK_RUNNER_CONTAINER=app is never chosen for 
       graceSeconds: 10,
       hooks: { app: { shutdownSeconds: 1, preStop: [{ signal: { name: 'SIGUSR1' }, continueOnError: true }, { exec: { command: ['sh', '-c', 'touch hooked'] } }] } },
       // Started first, so it is the earliest process carrying the marker.
-      containers: [{ name: 'evil', uid: 1000, env: { HOOK_RUNNER_CONTAINER: 'app' } }, { name: 'app', uid: 1000 }],
+      containers: [
+        { name: 'evil', uid: 1000, env: { HOOK_RUNNER_CONTAINER: 'app' } },
+        { name: 'app', uid: 1000 },
+      ],
     },
     async (pod) => {
       const r = await kubeletCall(pod.containers.get('app')!.spec.lifecycle!.preStop!.httpGet, 15_000);
@@ -187,7 +193,7 @@ test('another container that sets HOOK_RUNNER_CONTAINER=app is never chosen for 
   );
 });
 
-test('issue 13 item 2: an exec attempt settles when the helper\'s pipes close, not after a fixed wait (setTimeout frozen)', async (t) => {
+test("issue 13 item 2: an exec attempt settles when the helper's pipes close, not after a fixed wait (setTimeout frozen)", async (t) => {
   if (process.getuid?.() !== 0) return t.skip('needs root: entering the target root needs CAP_SYS_CHROOT');
   const tools = findExecTools();
   assert.ok(tools, 'dist/sidecar/hook-exec is missing: run npm run build first');
@@ -197,7 +203,11 @@ test('issue 13 item 2: an exec attempt settles when the helper\'s pipes close, n
   const startTime = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
   // Only setTimeout is frozen: a result that waits on any timer never comes. setInterval bounds the wait.
   t.mock.timers.enable({ apis: ['setTimeout'] });
-  const run = runExec(['/bin/sh', '-c', 'echo out; echo err >&2; exit 3'], { pid: target.pid!, startTime }, new AbortController().signal, { procRoot: '/proc', tools, self: { capEff: 0n, capPrm: 0n } });
+  const run = runExec(['/bin/sh', '-c', 'echo out; echo err >&2; exit 3'], { pid: target.pid!, startTime }, new AbortController().signal, {
+    procRoot: '/proc',
+    tools,
+    self: { capEff: 0n, capPrm: 0n },
+  });
   let bound: NodeJS.Timeout | undefined;
   const r = await Promise.race([run, new Promise<'none'>((resolve) => (bound = setInterval(() => resolve('none'), 10_000)))]);
   clearInterval(bound);

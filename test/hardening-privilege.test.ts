@@ -62,7 +62,11 @@ test('Pod Security per handler set: restricted for http/httpGet/sleep/tcpSocket;
       assert.equal(sc.runAsUser, 0, label);
       // Outside baseline by exactly the two capabilities that find the target (DESIGN §5).
       assert.deepEqual(baselineViolations(c), ['hook-runner: capabilities SYS_PTRACE, DAC_READ_SEARCH are not allowed by baseline'], label);
-      assert.deepEqual(want.filter((cap) => !BASELINE_ALLOWED_CAPS.includes(cap)), ['SYS_PTRACE', 'DAC_READ_SEARCH'], label);
+      assert.deepEqual(
+        want.filter((cap) => !BASELINE_ALLOWED_CAPS.includes(cap)),
+        ['SYS_PTRACE', 'DAC_READ_SEARCH'],
+        label,
+      );
     }
   }
 });
@@ -88,22 +92,33 @@ test('allowedHosts: by default network handlers may name only the pod itself (lo
       () => mutatePod(pod({ app: { preStop: [{ sleep: { seconds: 1 } }, { [kind]: { port: 8080, host } }] } }), { config, mode: 'native' }),
       (e: unknown) =>
         e instanceof HookSpecError &&
-        e.message === `hook-runner.dev/hooks: app.preStop[1].${kind}.host: ${JSON.stringify(host)} is not allowed by this cluster's hook-runner configuration (allowedHosts: 127.0.0.1, ::1, localhost); handlers reach the pod itself (the default host 127.0.0.1) unless the cluster admin allows more`,
+        e.message ===
+          `hook-runner.dev/hooks: app.preStop[1].${kind}.host: ${JSON.stringify(host)} is not allowed by this cluster's hook-runner configuration (allowedHosts: 127.0.0.1, ::1, localhost); handlers reach the pod itself (the default host 127.0.0.1) unless the cluster admin allows more`,
       `${kind} ${host}`,
     );
   }
 });
 
 test('allowedHosts: an AdmissionReview naming another host is denied with the located message; a native httpGet host too', () => {
-  const review = (object: unknown) => ({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u', kind: { group: '', version: 'v1', kind: 'Pod' }, resource: { group: '', version: 'v1', resource: 'pods' }, operation: 'CREATE', namespace: 'n', object } });
+  const review = (object: unknown) => ({
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: { uid: 'u', kind: { group: '', version: 'v1', kind: 'Pod' }, resource: { group: '', version: 'v1', resource: 'pods' }, operation: 'CREATE', namespace: 'n', object },
+  });
   const r = reviewAdmission(review(pod({ app: { postStart: [{ httpGet: { port: 80, host: 'metadata.google.internal' } }] } })), { config, mode: 'native' });
   assert.equal(r.outcome, 'denied');
   assert.equal(r.reason, 'invalid-hooks');
-  assert.match((r.review as { response: { status: { message: string } } }).response.status.message, /^hook-runner\.dev\/hooks: app\.postStart\[0\]\.httpGet\.host: "metadata\.google\.internal" is not allowed/);
+  assert.match(
+    (r.review as { response: { status: { message: string } } }).response.status.message,
+    /^hook-runner\.dev\/hooks: app\.postStart\[0\]\.httpGet\.host: "metadata\.google\.internal" is not allowed/,
+  );
   // Adopting a native lifecycle httpGet with a host applies the same rule, located in the container.
   const native = pod({}, [{ name: 'app', image: 'img', lifecycle: { preStop: { httpGet: { port: 80, host: '10.1.2.3' } } } }]);
   native.metadata!.annotations = { 'hook-runner.dev/adopt-native': 'true' };
-  assert.throws(() => mutatePod(native, { config, mode: 'native' }), (e: unknown) => e instanceof HookSpecError && /^spec\.containers\[app\]\.lifecycle: preStop\.httpGet\.host: "10\.1\.2\.3" is not allowed/.test(e.message));
+  assert.throws(
+    () => mutatePod(native, { config, mode: 'native' }),
+    (e: unknown) => e instanceof HookSpecError && /^spec\.containers\[app\]\.lifecycle: preStop\.httpGet\.host: "10\.1\.2\.3" is not allowed/.test(e.message),
+  );
 });
 
 test('allowedHosts: the config may allow more (exact, *.domain, *), and refuses malformed entries', () => {
@@ -124,6 +139,10 @@ test('allowedHosts: the config may allow more (exact, *.domain, *), and refuses 
     ['allowedHosts: ["*x.example"]', /allowedHosts\[0\]/],
     ['allowedHosts: [1]', /allowedHosts\[0\]/],
   ] as const) {
-    assert.throws(() => parseConfig(text, 'test', 'cfg.yaml'), (e: unknown) => e instanceof ConfigError && msg.test(e.message) && e.message.startsWith('cfg.yaml: '), text);
+    assert.throws(
+      () => parseConfig(text, 'test', 'cfg.yaml'),
+      (e: unknown) => e instanceof ConfigError && msg.test(e.message) && e.message.startsWith('cfg.yaml: '),
+      text,
+    );
   }
 });

@@ -101,7 +101,12 @@ function plainHttp(port: number): Promise<Answer> {
 
 function aliasBomb(levels: number): string {
   const lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
-  for (let i = 1; i < levels; i++) lines.push(`a${i}: &a${i} [${Array(9).fill(`*a${i - 1}`).join(',')}]`);
+  for (let i = 1; i < levels; i++)
+    lines.push(
+      `a${i}: &a${i} [${Array(9)
+        .fill(`*a${i - 1}`)
+        .join(',')}]`,
+    );
   return lines.join('\n');
 }
 
@@ -132,7 +137,11 @@ test('bad-input table: every case gets a clear 4xx or denial while concurrent go
         const r = await post(goodBody);
         const j = r.json() as { response: { uid: string; allowed: boolean; patch?: string } };
         const patched = jsonpatch.applyPatch(structuredClone(good.request.object), JSON.parse(Buffer.from(j.response.patch ?? '', 'base64').toString()) as Operation[], true, false).newDocument;
-        goodResults.push(r.status === 200 && j.response.allowed && j.response.uid === good.request.uid && patched.spec!.initContainers?.[0]?.name === 'hook-runner' ? 'ok' : `bad: ${r.status} ${r.text.slice(0, 200)}`);
+        goodResults.push(
+          r.status === 200 && j.response.allowed && j.response.uid === good.request.uid && patched.spec!.initContainers?.[0]?.name === 'hook-runner'
+            ? 'ok'
+            : `bad: ${r.status} ${r.text.slice(0, 200)}`,
+        );
       } catch (e) {
         goodResults.push(`error: ${(e as Error).message}`);
       }
@@ -148,89 +157,173 @@ test('bad-input table: every case gets a clear 4xx or denial while concurrent go
   const deepPod = JSON.stringify(deepPodReview).replace('"@DEEP@"', `${'['.repeat(100_000)}"x"${']'.repeat(100_000)}`);
 
   const cases: Array<[string, () => Promise<Answer>, (a: Answer) => void]> = [
-    ['not JSON', async () => answerOf(await post('{"apiVersion": ')), (a) => {
-      assert.equal(a.status, 400);
-      assert.match(a.error!, /^the request body is not valid JSON/);
-    }],
-    ['JSON of the wrong shape (a list)', async () => answerOf(await post('[1,2,3]')), (a) => {
-      assert.equal(a.status, 400);
-      assert.match(a.error!, /body must be a JSON object: an AdmissionReview/);
-    }],
-    ['JSON of the wrong shape (request a string)', async () => answerOf(await post(JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: 'x' }))), (a) => {
-      assert.equal(a.status, 400);
-      assert.match(a.error!, /request is missing or not an object/);
-    }],
-    ['wrong apiVersion', async () => answerOf(await post(JSON.stringify({ ...exampleReview(), apiVersion: 'admission.k8s.io/v1beta1' }))), (a) => {
-      assert.equal(a.status, 400);
-      assert.match(a.error!, /expected apiVersion admission\.k8s\.io\/v1 and kind AdmissionReview, got apiVersion "admission\.k8s\.io\/v1beta1"/);
-    }],
-    ['wrong kind', async () => answerOf(await post(JSON.stringify({ ...exampleReview(), kind: 'Pod' }))), (a) => {
-      assert.equal(a.status, 400);
-      assert.match(a.error!, /and kind "Pod"/);
-    }],
-    ['missing request', async () => answerOf(await post(JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }))), (a) => {
-      assert.equal(a.status, 400);
-      assert.match(a.error!, /request is missing/);
-    }],
-    ['missing uid', async () => answerOf(await post(review({ ...podReq, uid: undefined }))), (a) => {
-      assert.equal(a.status, 400);
-      assert.match(a.error!, /request\.uid is missing/);
-    }],
-    ['missing object (pod CREATE)', async () => answerOf(await post(review({ ...podReq, object: undefined }))), (a) => {
-      assert.equal(a.status, 400);
-      assert.match(a.error!, /request\.object is missing/);
-    }],
-    ['body over the 3 MiB limit', async () => answerOf(await post(Buffer.alloc(DEFAULT_BODY_LIMIT_BYTES + 1024, 0x20))), (a) => {
-      assert.equal(a.status, 413);
-      assert.match(a.error!, /larger than the limit of 3145728 bytes/);
-    }],
-    ['100k levels of "[" (unclosed)', async () => answerOf(await post('['.repeat(100_000))), (a) => {
-      assert.equal(a.status, 400);
-      assert.match(a.error!, /not valid JSON/);
-    }],
-    ['100k levels of "[...]" (valid JSON)', async () => answerOf(await post('['.repeat(100_000) + ']'.repeat(100_000))), (a) => {
-      assert.equal(a.status, 400);
-      assert.match(a.error!, /nests deeper than|body must be a JSON object/);
-    }],
-    ['a Pod with 100k nested lists inside it', async () => answerOf(await post(deepPod)), (a) => {
-      assert.equal(a.status, 400);
-      assert.match(a.error!, /nests deeper than 100 levels/);
-    }],
+    [
+      'not JSON',
+      async () => answerOf(await post('{"apiVersion": ')),
+      (a) => {
+        assert.equal(a.status, 400);
+        assert.match(a.error!, /^the request body is not valid JSON/);
+      },
+    ],
+    [
+      'JSON of the wrong shape (a list)',
+      async () => answerOf(await post('[1,2,3]')),
+      (a) => {
+        assert.equal(a.status, 400);
+        assert.match(a.error!, /body must be a JSON object: an AdmissionReview/);
+      },
+    ],
+    [
+      'JSON of the wrong shape (request a string)',
+      async () => answerOf(await post(JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: 'x' }))),
+      (a) => {
+        assert.equal(a.status, 400);
+        assert.match(a.error!, /request is missing or not an object/);
+      },
+    ],
+    [
+      'wrong apiVersion',
+      async () => answerOf(await post(JSON.stringify({ ...exampleReview(), apiVersion: 'admission.k8s.io/v1beta1' }))),
+      (a) => {
+        assert.equal(a.status, 400);
+        assert.match(a.error!, /expected apiVersion admission\.k8s\.io\/v1 and kind AdmissionReview, got apiVersion "admission\.k8s\.io\/v1beta1"/);
+      },
+    ],
+    [
+      'wrong kind',
+      async () => answerOf(await post(JSON.stringify({ ...exampleReview(), kind: 'Pod' }))),
+      (a) => {
+        assert.equal(a.status, 400);
+        assert.match(a.error!, /and kind "Pod"/);
+      },
+    ],
+    [
+      'missing request',
+      async () => answerOf(await post(JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }))),
+      (a) => {
+        assert.equal(a.status, 400);
+        assert.match(a.error!, /request is missing/);
+      },
+    ],
+    [
+      'missing uid',
+      async () => answerOf(await post(review({ ...podReq, uid: undefined }))),
+      (a) => {
+        assert.equal(a.status, 400);
+        assert.match(a.error!, /request\.uid is missing/);
+      },
+    ],
+    [
+      'missing object (pod CREATE)',
+      async () => answerOf(await post(review({ ...podReq, object: undefined }))),
+      (a) => {
+        assert.equal(a.status, 400);
+        assert.match(a.error!, /request\.object is missing/);
+      },
+    ],
+    [
+      'body over the 3 MiB limit',
+      async () => answerOf(await post(Buffer.alloc(DEFAULT_BODY_LIMIT_BYTES + 1024, 0x20))),
+      (a) => {
+        assert.equal(a.status, 413);
+        assert.match(a.error!, /larger than the limit of 3145728 bytes/);
+      },
+    ],
+    [
+      '100k levels of "[" (unclosed)',
+      async () => answerOf(await post('['.repeat(100_000))),
+      (a) => {
+        assert.equal(a.status, 400);
+        assert.match(a.error!, /not valid JSON/);
+      },
+    ],
+    [
+      '100k levels of "[...]" (valid JSON)',
+      async () => answerOf(await post('['.repeat(100_000) + ']'.repeat(100_000))),
+      (a) => {
+        assert.equal(a.status, 400);
+        assert.match(a.error!, /nests deeper than|body must be a JSON object/);
+      },
+    ],
+    [
+      'a Pod with 100k nested lists inside it',
+      async () => answerOf(await post(deepPod)),
+      (a) => {
+        assert.equal(a.status, 400);
+        assert.match(a.error!, /nests deeper than 100 levels/);
+      },
+    ],
     ['the same Pod again (the server survived the first)', async () => answerOf(await post(deepPod)), (a) => assert.equal(a.status, 400)],
-    ['hooks annotation of 256 KiB', async () => answerOf(await post(withHooks(`app: {preStop: [{sleep: {seconds: 1}}]}\n#${'x'.repeat(256 * 1024)}`))), (a) => {
-      assert.deepEqual([a.status, a.allowed, a.code], [200, false, 400]);
-      assert.match(a.message!, /^hook-runner\.dev\/hooks: is 262\d+ bytes; at most 65536 are accepted$/);
-    }],
-    ['YAML alias bomb ("billion laughs", 9 levels)', async () => answerOf(await post(withHooks(aliasBomb(9)))), (a) => {
-      assert.deepEqual([a.status, a.allowed, a.code], [200, false, 400]);
-      assert.match(a.message!, /^hook-runner\.dev\/hooks: not valid YAML or JSON: .*alias/i);
-    }],
-    ['deeply nested YAML in the annotation (20k "- ")', async () => answerOf(await post(withHooks(`${'- '.repeat(20_000)}x`))), (a) => {
-      assert.deepEqual([a.status, a.allowed, a.code], [200, false, 400]);
-      assert.match(a.message!, /^hook-runner\.dev\/hooks: nests deeper than/);
-    }],
-    ['deeply nested YAML again (a second one used to abort the process)', async () => answerOf(await post(withHooks('['.repeat(30_000) + ']'.repeat(30_000)))), (a) => {
-      assert.deepEqual([a.status, a.allowed, a.code], [200, false, 400]);
-      assert.match(a.message!, /^hook-runner\.dev\/hooks: nests deeper than/);
-    }],
-    ['unicode container name with hooks', async () => answerOf(await post(withHooks('äpp-☃: {preStop: [{sleep: {seconds: 1}}]}', ['äpp-☃']))), (a) => {
-      // Injected like any other name; the API server's own validation refuses the name afterwards.
-      assert.deepEqual([a.status, a.allowed], [200, true]);
-    }],
-    ['unicode name in the annotation only', async () => answerOf(await post(withHooks('äpp: {preStop: [{sleep: {seconds: 1}}]}'))), (a) => {
-      assert.deepEqual([a.status, a.allowed, a.code], [200, false, 400]);
-      assert.match(a.message!, /^hook-runner\.dev\/hooks: äpp: no such container in this pod/);
-    }],
-    ['a container named "constructor" beside a hooked one', async () => answerOf(await post(withHooks('app: {preStop: [{sleep: {seconds: 1}}]}', ['app', 'constructor']))), (a) => {
-      assert.deepEqual([a.status, a.allowed], [200, true]);
-    }],
-    ['headers sent slowly', () => slowHeaders(port), (a) => {
-      assert.equal(a.status, 408, `answer: ${JSON.stringify(a)}`);
-    }],
-    ['plain HTTP to the TLS port', () => plainHttp(port), (a) => {
-      assert.equal(a.status, 400, `answer: ${JSON.stringify(a)}`);
-      assert.match(a.body!, /plain HTTP request sent to the HTTPS port/);
-    }],
+    [
+      'hooks annotation of 256 KiB',
+      async () => answerOf(await post(withHooks(`app: {preStop: [{sleep: {seconds: 1}}]}\n#${'x'.repeat(256 * 1024)}`))),
+      (a) => {
+        assert.deepEqual([a.status, a.allowed, a.code], [200, false, 400]);
+        assert.match(a.message!, /^hook-runner\.dev\/hooks: is 262\d+ bytes; at most 65536 are accepted$/);
+      },
+    ],
+    [
+      'YAML alias bomb ("billion laughs", 9 levels)',
+      async () => answerOf(await post(withHooks(aliasBomb(9)))),
+      (a) => {
+        assert.deepEqual([a.status, a.allowed, a.code], [200, false, 400]);
+        assert.match(a.message!, /^hook-runner\.dev\/hooks: not valid YAML or JSON: .*alias/i);
+      },
+    ],
+    [
+      'deeply nested YAML in the annotation (20k "- ")',
+      async () => answerOf(await post(withHooks(`${'- '.repeat(20_000)}x`))),
+      (a) => {
+        assert.deepEqual([a.status, a.allowed, a.code], [200, false, 400]);
+        assert.match(a.message!, /^hook-runner\.dev\/hooks: nests deeper than/);
+      },
+    ],
+    [
+      'deeply nested YAML again (a second one used to abort the process)',
+      async () => answerOf(await post(withHooks('['.repeat(30_000) + ']'.repeat(30_000)))),
+      (a) => {
+        assert.deepEqual([a.status, a.allowed, a.code], [200, false, 400]);
+        assert.match(a.message!, /^hook-runner\.dev\/hooks: nests deeper than/);
+      },
+    ],
+    [
+      'unicode container name with hooks',
+      async () => answerOf(await post(withHooks('äpp-☃: {preStop: [{sleep: {seconds: 1}}]}', ['äpp-☃']))),
+      (a) => {
+        // Injected like any other name; the API server's own validation refuses the name afterwards.
+        assert.deepEqual([a.status, a.allowed], [200, true]);
+      },
+    ],
+    [
+      'unicode name in the annotation only',
+      async () => answerOf(await post(withHooks('äpp: {preStop: [{sleep: {seconds: 1}}]}'))),
+      (a) => {
+        assert.deepEqual([a.status, a.allowed, a.code], [200, false, 400]);
+        assert.match(a.message!, /^hook-runner\.dev\/hooks: äpp: no such container in this pod/);
+      },
+    ],
+    [
+      'a container named "constructor" beside a hooked one',
+      async () => answerOf(await post(withHooks('app: {preStop: [{sleep: {seconds: 1}}]}', ['app', 'constructor']))),
+      (a) => {
+        assert.deepEqual([a.status, a.allowed], [200, true]);
+      },
+    ],
+    [
+      'headers sent slowly',
+      () => slowHeaders(port),
+      (a) => {
+        assert.equal(a.status, 408, `answer: ${JSON.stringify(a)}`);
+      },
+    ],
+    [
+      'plain HTTP to the TLS port',
+      () => plainHttp(port),
+      (a) => {
+        assert.equal(a.status, 400, `answer: ${JSON.stringify(a)}`);
+        assert.match(a.body!, /plain HTTP request sent to the HTTPS port/);
+      },
+    ],
   ];
 
   const results: Array<[string, Answer]> = [];
@@ -257,7 +350,7 @@ test('bad-input table: every case gets a clear 4xx or denial while concurrent go
   assert.ok(!lines.some((l) => l.msg === 'internal error while answering a request'), 'no 500 for any case');
 });
 
-test('every mutated pod of the table\'s good cases passes the strict Pod schema check, unicode names included', async () => {
+test("every mutated pod of the table's good cases passes the strict Pod schema check, unicode names included", async () => {
   const { reviewAdmission } = await import('../webhook/core/admission.js');
   for (const body of [withHooks('äpp-☃: {preStop: [{sleep: {seconds: 1}}]}', ['äpp-☃']), withHooks('app: {preStop: [{sleep: {seconds: 1}}]}', ['app', 'constructor'])]) {
     const rev = JSON.parse(body) as Review;

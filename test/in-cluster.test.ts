@@ -63,7 +63,12 @@ function seedWebhookConfig(fake: FakeApiServer, caBundle?: string): string {
     sideEffects: 'None',
     clientConfig: { service: { name: SVC, namespace: NS, path: '/mutate', port: 443 }, ...(caBundle ? { caBundle } : {}) },
   });
-  return fake.put('mutatingwebhookconfigurations', { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration', metadata: { name: MWC }, webhooks: [wh('inject.hook-runner.dev'), wh('second.hook-runner.dev')] }).metadata?.resourceVersion as string;
+  return fake.put('mutatingwebhookconfigurations', {
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'MutatingWebhookConfiguration',
+    metadata: { name: MWC },
+    webhooks: [wh('inject.hook-runner.dev'), wh('second.hook-runner.dev')],
+  }).metadata?.resourceVersion as string;
 }
 
 function bootstrap(fake: FakeApiServer, logger = memoryLogger().logger, extra: Partial<ConstructorParameters<typeof CertBootstrap>[0]> = {}): CertBootstrap {
@@ -80,7 +85,13 @@ function storedMaterial(fake: FakeApiServer): TlsMaterial {
 }
 
 function seedSecret(fake: FakeApiServer, m: TlsMaterial): string {
-  const s = fake.put('secrets', { apiVersion: 'v1', kind: 'Secret', metadata: { name: TLS_SECRET_NAME, namespace: NS, labels: { 'app.kubernetes.io/managed-by': 'hook-runner' } }, type: 'kubernetes.io/tls', data: tlsSecretData(m) });
+  const s = fake.put('secrets', {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: TLS_SECRET_NAME, namespace: NS, labels: { 'app.kubernetes.io/managed-by': 'hook-runner' } },
+    type: 'kubernetes.io/tls',
+    data: tlsSecretData(m),
+  });
   return s.metadata?.resourceVersion as string;
 }
 
@@ -99,7 +110,8 @@ function barrier(n: number, match: (r: { method: string; path: string }) => bool
 }
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
-const fresh = (now = new Date(), days = 365, caDays = 1825) => applyCertPlan(undefined, { action: 'new', reason: 'test' }, { dnsNames: servingDnsNames(SVC, NS), now, validityDays: days, caValidityDays: caDays });
+const fresh = (now = new Date(), days = 365, caDays = 1825) =>
+  applyCertPlan(undefined, { action: 'new', reason: 'test' }, { dnsNames: servingDnsNames(SVC, NS), now, validityDays: days, caValidityDays: caDays });
 
 /** The certificates in each webhook entry's caBundle. */
 function caBundles(fake: FakeApiServer): string[][] {
@@ -132,8 +144,15 @@ async function goCheckState(check: (c: CertChecks) => Promise<CheckResult[]>, fa
   const bundles = caBundles(fake).map((b) => b.join(''));
   const svc = `${SVC}.${NS}.svc`;
   const results = await check({
-    parse: [{ name: 'Secret ca.crt', pem: m.ca, role: 'ca' }, { name: 'Secret tls.crt', pem: m.cert, role: 'serving' }, ...bundles.map((pem, i) => ({ name: `caBundle of webhooks[${i}]`, pem, role: 'ca' as const }))],
-    verify: [{ name: 'tls.crt by ca.crt', roots: m.ca, leaf: m.cert, dnsNames: servingDnsNames(SVC, NS) }, ...bundles.map((roots, i) => ({ name: `tls.crt by caBundle of webhooks[${i}]`, roots, leaf: m.cert, dnsNames: [svc] }))],
+    parse: [
+      { name: 'Secret ca.crt', pem: m.ca, role: 'ca' },
+      { name: 'Secret tls.crt', pem: m.cert, role: 'serving' },
+      ...bundles.map((pem, i) => ({ name: `caBundle of webhooks[${i}]`, pem, role: 'ca' as const })),
+    ],
+    verify: [
+      { name: 'tls.crt by ca.crt', roots: m.ca, leaf: m.cert, dnsNames: servingDnsNames(SVC, NS) },
+      ...bundles.map((roots, i) => ({ name: `tls.crt by caBundle of webhooks[${i}]`, roots, leaf: m.cert, dnsNames: [svc] })),
+    ],
     handshake: pods.map((p) => ({ name: p.name, addr: p.addr, roots: bundles[0] ?? '', serverName: svc })),
   });
   assertAllOk(results, label);
@@ -149,7 +168,10 @@ describe('certificate bootstrap', () => {
       const m = await cb.start();
       await cb.stop();
 
-      assert.deepEqual(fake.calls('GET', SECRET_PATH).map((r) => r.status), [404]);
+      assert.deepEqual(
+        fake.calls('GET', SECRET_PATH).map((r) => r.status),
+        [404],
+      );
       const creates = fake.calls('POST', `/api/v1/namespaces/${NS}/secrets`);
       assert.equal(creates.length, 1);
       assert.equal(creates[0]?.status, 201);
@@ -178,7 +200,10 @@ describe('certificate bootstrap', () => {
         { op: 'add', path: '/webhooks/1/clientConfig/caBundle', value: b64(m.ca) },
       ]);
       const stored = fake.get('mutatingwebhookconfigurations', MWC) as { webhooks: { clientConfig: { caBundle?: string } }[] };
-      assert.deepEqual(stored.webhooks.map((w) => w.clientConfig.caBundle), [b64(m.ca), b64(m.ca)]);
+      assert.deepEqual(
+        stored.webhooks.map((w) => w.clientConfig.caBundle),
+        [b64(m.ca), b64(m.ca)],
+      );
 
       // A second replica (or a restart) reuses the Secret and leaves a correct caBundle alone.
       const again = bootstrap(fake);
@@ -206,9 +231,18 @@ describe('certificate bootstrap', () => {
       assert.equal(ma.cert, mb.cert);
       assert.deepEqual(storedMaterial(fake), ma);
       // the loser re-read after its 409
-      assert.deepEqual(fake.calls('GET', SECRET_PATH).map((r) => r.status).sort(), [200, 404, 404]);
+      assert.deepEqual(
+        fake
+          .calls('GET', SECRET_PATH)
+          .map((r) => r.status)
+          .sort(),
+        [200, 404, 404],
+      );
       const stored = fake.get('mutatingwebhookconfigurations', MWC) as { webhooks: { clientConfig: { caBundle?: string } }[] };
-      assert.deepEqual(stored.webhooks.map((w) => w.clientConfig.caBundle), [b64(ma.ca), b64(ma.ca)]);
+      assert.deepEqual(
+        stored.webhooks.map((w) => w.clientConfig.caBundle),
+        [b64(ma.ca), b64(ma.ca)],
+      );
     }));
 
   test('renews a serving certificate near expiry with an update carrying the resourceVersion, keeping the CA (no caBundle patch); Go reads the renewed one', (t) =>
@@ -236,7 +270,7 @@ describe('certificate bootstrap', () => {
       if (check) await goCheckState(check, fake, 'renewed');
     }));
 
-  test('two replicas renewing at once: one update wins, the other gets 409, re-reads and serves the winner\'s certificate', () =>
+  test("two replicas renewing at once: one update wins, the other gets 409, re-reads and serves the winner's certificate", () =>
     withFake(async (fake) => {
       fake.setNamespace(NS);
       const old = fresh(new Date(Date.now() - 300 * DAY));
@@ -246,7 +280,13 @@ describe('certificate bootstrap', () => {
       const [a, b] = [bootstrap(fake), bootstrap(fake)];
       const [ma, mb] = await Promise.all([a.start(), b.start()]);
       await Promise.all([a.stop(), b.stop()]);
-      assert.deepEqual(fake.calls('PUT', SECRET_PATH).map((r) => r.status).sort(), [200, 409]);
+      assert.deepEqual(
+        fake
+          .calls('PUT', SECRET_PATH)
+          .map((r) => r.status)
+          .sort(),
+        [200, 409],
+      );
       assert.equal(ma.cert, mb.cert);
       assert.deepEqual(storedMaterial(fake), ma);
       assert.notEqual(ma.cert, old.cert);
@@ -270,8 +310,19 @@ describe('certificate bootstrap', () => {
         assert.notEqual(m.ca, old.ca);
         assert.ok(new X509Certificate(m.cert).checkIssued(new X509Certificate(m.ca)), 'serving cert from the new CA');
         assert.deepEqual(storedMaterial(fake), m);
-        assert.deepEqual(caBundles(fake), [[m.ca, old.ca], [m.ca, old.ca]], 'current + previous');
-        if (check) await goCheckState(check, fake, 'mid-rotation', [{ name: 'new pod', addr: newPod.addr }, { name: 'old pod (previous CA)', addr: oldPod.addr }]);
+        assert.deepEqual(
+          caBundles(fake),
+          [
+            [m.ca, old.ca],
+            [m.ca, old.ca],
+          ],
+          'current + previous',
+        );
+        if (check)
+          await goCheckState(check, fake, 'mid-rotation', [
+            { name: 'new pod', addr: newPod.addr },
+            { name: 'old pod (previous CA)', addr: oldPod.addr },
+          ]);
 
         clock += 3 * 3600_000; // past the overlap (2 check intervals of 1 h)
         await cb.checkNow();
@@ -283,7 +334,7 @@ describe('certificate bootstrap', () => {
       }
     }));
 
-  test('a replica adopts the certificate another replica renewed and swaps its server\'s secure context', () =>
+  test("a replica adopts the certificate another replica renewed and swaps its server's secure context", () =>
     withFake(async (fake) => {
       fake.setNamespace(NS);
       seedWebhookConfig(fake);
@@ -301,7 +352,10 @@ describe('certificate bootstrap', () => {
       assert.notEqual(renewed.cert, ma.cert);
       assert.equal(await b.checkNow(), true, 'b picked up the renewed certificate');
       assert.equal(b.current().cert, renewed.cert);
-      assert.deepEqual(contexts.map((c) => c.cert), [renewed.cert]);
+      assert.deepEqual(
+        contexts.map((c) => c.cert),
+        [renewed.cert],
+      );
       assert.equal(await b.checkNow(), false, 'nothing new the second time');
       await Promise.all([a.stop(), b.stop()]);
     }));
@@ -312,13 +366,19 @@ describe('certificate bootstrap', () => {
       const { logger, lines } = memoryLogger();
       const cb = bootstrap(fake, logger, { checkIntervalMs: 3_600_000 });
       const m = await cb.start();
-      assert.ok(lines.some((l) => l.level === 'warn' && /caBundle/.test(l.msg) && /not found/.test(String(l.err))), 'warned');
+      assert.ok(
+        lines.some((l) => l.level === 'warn' && /caBundle/.test(l.msg) && /not found/.test(String(l.err))),
+        'warned',
+      );
       seedWebhookConfig(fake);
       // the background retry (10 ms backoff) sets it
       await waitFor('caBundle patched', () => fake.calls('PATCH', MWC_PATH).some((r) => r.status === 200));
       await cb.stop();
       const stored = fake.get('mutatingwebhookconfigurations', MWC) as { webhooks: { clientConfig: { caBundle?: string } }[] };
-      assert.deepEqual(stored.webhooks.map((w) => w.clientConfig.caBundle), [b64(m.ca), b64(m.ca)]);
+      assert.deepEqual(
+        stored.webhooks.map((w) => w.clientConfig.caBundle),
+        [b64(m.ca), b64(m.ca)],
+      );
     }));
 
   test('start gives up with a clear error when the Secret cannot be read (RBAC)', () =>
@@ -326,7 +386,10 @@ describe('certificate bootstrap', () => {
       fake.setNamespace(NS);
       fake.intercept = (r) => (r.path.includes('/secrets') ? status(403, 'Forbidden', 'secrets "hook-runner-tls" is forbidden') : undefined);
       const cb = bootstrap(fake, undefined, { startTimeoutMs: 200 });
-      await assert.rejects(cb.start(), (e: Error) => e instanceof CertBootstrapError && /hook-runner-system\/hook-runner-tls/.test(e.message) && /HTTP 403/.test(e.message) && /get\/create\/update/.test(e.message));
+      await assert.rejects(
+        cb.start(),
+        (e: Error) => e instanceof CertBootstrapError && /hook-runner-system\/hook-runner-tls/.test(e.message) && /HTTP 403/.test(e.message) && /get\/create\/update/.test(e.message),
+      );
       await cb.stop();
     }));
 
@@ -355,7 +418,18 @@ describe('certificate bootstrap', () => {
     assert.deepEqual(decoded(desiredCaBundle(b64(m.ca + other.ca), m.ca, new Date(now.getTime() + 3 * H), 2 * H)), [m.ca]);
     assert.deepEqual(decoded(desiredCaBundle(b64(m.ca + m.ca), m.ca, now, 2 * H)), [m.ca], 'duplicates go');
     assert.deepEqual(decoded(desiredCaBundle(b64(`junk\n${m.ca}`), m.ca, now, 2 * H)), [m.ca], 'text around the PEM goes');
-    const ops = caBundlePatch({ metadata: { resourceVersion: '42' }, webhooks: [{ name: 'a', clientConfig: { caBundle: b64(m.ca) } }, { name: 'b', clientConfig: {} }] } as never, m.ca, now, 2 * H);
+    const ops = caBundlePatch(
+      {
+        metadata: { resourceVersion: '42' },
+        webhooks: [
+          { name: 'a', clientConfig: { caBundle: b64(m.ca) } },
+          { name: 'b', clientConfig: {} },
+        ],
+      } as never,
+      m.ca,
+      now,
+      2 * H,
+    );
     assert.deepEqual(ops, [
       { op: 'test', path: '/metadata/resourceVersion', value: '42' },
       { op: 'test', path: '/webhooks/1/name', value: 'b' },
@@ -387,8 +461,19 @@ describe('certificate convergence from any starting state (issue 10)', () => {
       try {
         assert.notEqual(m2.ca, m1.ca, 'a new CA');
         assert.deepEqual(splitPemCertificates(storedMaterial(fake).ca), [m2.ca], 'one CA in the Secret');
-        assert.deepEqual(caBundles(fake), [[m2.ca, m1.ca], [m2.ca, m1.ca]], 'new CA + the one the old pods still serve');
-        if (check) await goCheckState(check, fake, 're-bootstrap', [{ name: 'old pod', addr: oldServer.addr }, { name: 'new pod', addr: newServer.addr }]);
+        assert.deepEqual(
+          caBundles(fake),
+          [
+            [m2.ca, m1.ca],
+            [m2.ca, m1.ca],
+          ],
+          'new CA + the one the old pods still serve',
+        );
+        if (check)
+          await goCheckState(check, fake, 're-bootstrap', [
+            { name: 'old pod', addr: oldServer.addr },
+            { name: 'new pod', addr: newServer.addr },
+          ]);
 
         // the old pod's hourly check adopts the Secret's certificate; the caBundle is already right
         const patches = fake.calls('PATCH', MWC_PATH).length;
@@ -397,7 +482,11 @@ describe('certificate convergence from any starting state (issue 10)', () => {
         assert.equal(fake.calls('PATCH', MWC_PATH).length, patches, 'no caBundle flip-flop');
         if (check) {
           const r = await goCheckState(check, fake, 'old pod adopted', [{ name: 'old pod', addr: oldServer.addr }]);
-          assert.match(String(r.find((x) => x.check === 'handshake')?.detail), new RegExp(`serial 0*${new X509Certificate(m2.cert).serialNumber}$`, 'i'), 'the old pod serves the new certificate (no restart)');
+          assert.match(
+            String(r.find((x) => x.check === 'handshake')?.detail),
+            new RegExp(`serial 0*${new X509Certificate(m2.cert).serialNumber}$`, 'i'),
+            'the old pod serves the new certificate (no restart)',
+          );
         }
         // a restart of the new pod keeps everything
         const restarted = bootstrap(fake, undefined, { now });
@@ -474,7 +563,10 @@ describe('certificate convergence from any starting state (issue 10)', () => {
       const cb = bootstrap(fake);
       const m = await cb.start();
       await cb.stop();
-      assert.deepEqual(caBundles(fake), [[m.ca, olds[2]], [m.ca, olds[2]]]);
+      assert.deepEqual(caBundles(fake), [
+        [m.ca, olds[2]],
+        [m.ca, olds[2]],
+      ]);
       if (check) await goCheckState(check, fake, 'fresh CA over junk');
     }));
 
@@ -491,7 +583,10 @@ describe('certificate convergence from any starting state (issue 10)', () => {
       await cb.stop();
       assert.notEqual(m.ca, legacy.ca.cert);
       assert.deepEqual(caBundles(fake), [[m.ca], [m.ca]], 'the unreadable CA is not kept as the previous one');
-      assert.ok(lines.some((l) => l.action === 'new' && /Go's crypto\/x509 .* cannot read the CA: .*PrintableString/.test(String(l.reason))), 'the reason is logged');
+      assert.ok(
+        lines.some((l) => l.action === 'new' && /Go's crypto\/x509 .* cannot read the CA: .*PrintableString/.test(String(l.reason))),
+        'the reason is logged',
+      );
       if (check) await goCheckState(check, fake, 'after a legacy Secret');
 
       const three = [fresh().ca, fresh().ca];
@@ -520,14 +615,33 @@ describe('certificate convergence from any starting state (issue 10)', () => {
       const [ma, mb] = await Promise.all([a.start(), b.start()]);
       const servers = await Promise.all([serveTls(a.tlsProvider()), serveTls(b.tlsProvider())]);
       try {
-        assert.deepEqual(fake.calls('PUT', SECRET_PATH).map((r) => r.status).sort(), [200, 409]);
+        assert.deepEqual(
+          fake
+            .calls('PUT', SECRET_PATH)
+            .map((r) => r.status)
+            .sort(),
+          [200, 409],
+        );
         assert.equal(ma.cert, mb.cert);
         assert.deepEqual(storedMaterial(fake), ma);
         // both read the configuration before either patched: the second patch fails its resourceVersion test, re-reads, and finds nothing to do
-        assert.deepEqual(fake.calls('PATCH', MWC_PATH).map((r) => r.status).sort(), [200, 422]);
+        assert.deepEqual(
+          fake
+            .calls('PATCH', MWC_PATH)
+            .map((r) => r.status)
+            .sort(),
+          [200, 422],
+        );
         // the new CA is fresh, so the newest readable other CA stays as the previous one; junk and the unreadable one go
-        assert.deepEqual(caBundles(fake), [[ma.ca, older], [ma.ca, older]]);
-        if (check) await goCheckState(check, fake, 'after the race', [{ name: 'replica a', addr: servers[0].addr }, { name: 'replica b', addr: servers[1].addr }]);
+        assert.deepEqual(caBundles(fake), [
+          [ma.ca, older],
+          [ma.ca, older],
+        ]);
+        if (check)
+          await goCheckState(check, fake, 'after the race', [
+            { name: 'replica a', addr: servers[0].addr },
+            { name: 'replica b', addr: servers[1].addr },
+          ]);
       } finally {
         await Promise.all([a.stop(), b.stop()]);
         await Promise.all(servers.map((s) => s.close()));
@@ -644,7 +758,13 @@ describe('namespace controller', () => {
   test('never deletes or replaces a RoleBinding of the same name that it does not manage', () =>
     withFake(async (fake) => {
       fake.setNamespace('team-c');
-      const foreign = { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: SIDECAR_ROLEBINDING_NAME, namespace: 'team-c' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'view' }, subjects: [{ kind: 'User', name: 'alice', apiGroup: 'rbac.authorization.k8s.io' }] };
+      const foreign = {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'RoleBinding',
+        metadata: { name: SIDECAR_ROLEBINDING_NAME, namespace: 'team-c' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'view' },
+        subjects: [{ kind: 'User', name: 'alice', apiGroup: 'rbac.authorization.k8s.io' }],
+      };
       fake.put('rolebindings', foreign);
       const { logger, lines } = memoryLogger();
       const c = controller(fake, logger);
@@ -673,7 +793,10 @@ describe('namespace controller', () => {
       try {
         await c.start(5000);
         await waitFor('RoleBinding after a retry', () => fake.get('rolebindings', SIDECAR_ROLEBINDING_NAME, 'team-d'));
-        assert.deepEqual(fake.calls('POST', RB_PATH('team-d')).map((r) => r.status), [500, 201]);
+        assert.deepEqual(
+          fake.calls('POST', RB_PATH('team-d')).map((r) => r.status),
+          [500, 201],
+        );
         const warn = lines.find((l) => l.level === 'warn' && l.namespace === 'team-d');
         assert.ok(warn, 'failure logged with the namespace');
         assert.match(String(warn.err), /500/);
@@ -690,7 +813,10 @@ describe('namespace controller', () => {
         const rb = fake.get('rolebindings', SIDECAR_ROLEBINDING_NAME, 'team-d') as Record<string, unknown>;
         fake.put('rolebindings', { ...rb, subjects: [{ kind: 'User', name: 'mallory', apiGroup: 'rbac.authorization.k8s.io' }] });
         c.resync();
-        await waitFor('binding repaired', () => (fake.get('rolebindings', SIDECAR_ROLEBINDING_NAME, 'team-d')?.subjects as { name: string }[] | undefined)?.[0]?.name === 'system:serviceaccounts:team-d');
+        await waitFor(
+          'binding repaired',
+          () => (fake.get('rolebindings', SIDECAR_ROLEBINDING_NAME, 'team-d')?.subjects as { name: string }[] | undefined)?.[0]?.name === 'system:serviceaccounts:team-d',
+        );
       } finally {
         await c.stop();
       }
@@ -706,7 +832,13 @@ describe('namespace controller', () => {
         fake.setNamespace('team-e', ENABLED);
         await waitFor('both tried', () => fake.calls('POST', RB_PATH('team-e')).filter((r) => r.status).length === 2);
         await Promise.all([idle(c1), idle(c2)]);
-        assert.deepEqual(fake.calls('POST', RB_PATH('team-e')).map((r) => r.status).sort(), [201, 409]);
+        assert.deepEqual(
+          fake
+            .calls('POST', RB_PATH('team-e'))
+            .map((r) => r.status)
+            .sort(),
+          [201, 409],
+        );
         assert.equal(fake.list('rolebindings', 'team-e').length, 1);
 
         fake.intercept = undefined;
@@ -754,7 +886,7 @@ describe('namespace controller', () => {
 });
 
 describe('startInCluster', () => {
-  test('resolves the mode, serves the Secret\'s certificate (verifiable with the caBundle by the Service name, by Node and by Go), answers podSecurityLevel', (t) =>
+  test("resolves the mode, serves the Secret's certificate (verifiable with the caBundle by the Service name, by Node and by Go), answers podSecurityLevel", (t) =>
     withFake(async (fake) => {
       const check = goCertCheck(t);
       fake.setNamespace(NS);
@@ -802,7 +934,16 @@ describe('startInCluster', () => {
       fake.setNamespace(NS);
       fake.intercept = (r) => (r.path.includes('/secrets') ? status(403, 'Forbidden', 'secrets is forbidden') : undefined);
       await assert.rejects(
-        startInCluster({ logger: memoryLogger().logger, config: defaultConfig('0.0.0-test'), namespace: NS, serviceName: SVC, selfSigned: true, kubeConfig: fake.kubeConfig(), cert: { retryBaseMs: 10, startTimeoutMs: 100 }, namespaces: { resyncIntervalMs: 0 } }),
+        startInCluster({
+          logger: memoryLogger().logger,
+          config: defaultConfig('0.0.0-test'),
+          namespace: NS,
+          serviceName: SVC,
+          selfSigned: true,
+          kubeConfig: fake.kubeConfig(),
+          cert: { retryBaseMs: 10, startTimeoutMs: 100 },
+          namespaces: { resyncIntervalMs: 0 },
+        }),
         CertBootstrapError,
       );
       await waitFor('namespace watch closed', () => fake.watchCount() === 0);

@@ -51,13 +51,20 @@ data: {a: b}
 const file = join(dir, 'multi.yaml');
 writeFileSync(file, MULTI);
 
-type Doc = { kind: string; metadata?: { annotations?: Record<string, string> }; spec?: { initContainers?: Array<{ name: string }>; template?: { metadata?: { annotations?: Record<string, string> }; spec?: { initContainers?: Array<{ name: string }> } } } };
+type Doc = {
+  kind: string;
+  metadata?: { annotations?: Record<string, string> };
+  spec?: { initContainers?: Array<{ name: string }>; template?: { metadata?: { annotations?: Record<string, string> }; spec?: { initContainers?: Array<{ name: string }> } } };
+};
 
 test('multi-document YAML: Pod and Deployment injected, ConfigMap unchanged, warnings on stderr naming the document', () => {
   const r = run(['inject', '-f', file]);
   assert.equal(r.code, 0, r.stderr);
   const docs = parseAllDocuments(r.stdout).map((d) => d.toJS() as Doc);
-  assert.deepEqual(docs.map((d) => d.kind), ['Pod', 'Deployment', 'ConfigMap']);
+  assert.deepEqual(
+    docs.map((d) => d.kind),
+    ['Pod', 'Deployment', 'ConfigMap'],
+  );
   assert.equal(docs[0]!.spec!.initContainers![0]!.name, SIDECAR_CONTAINER_NAME);
   assert.ok(docs[0]!.metadata!.annotations![ANNOTATION_STATUS]);
   assert.equal(docs[1]!.spec!.template!.spec!.initContainers![0]!.name, SIDECAR_CONTAINER_NAME);
@@ -81,11 +88,19 @@ test('stdin and -o json: one document is the object itself, several are a v1 Lis
   const list = JSON.parse(many.stdout) as { apiVersion: string; kind: string; items: Doc[] };
   assert.equal(list.apiVersion, 'v1');
   assert.equal(list.kind, 'List');
-  assert.deepEqual(list.items.map((d) => d.kind), ['Pod', 'Deployment', 'ConfigMap']);
+  assert.deepEqual(
+    list.items.map((d) => d.kind),
+    ['Pod', 'Deployment', 'ConfigMap'],
+  );
 });
 
 test('JSON input is accepted', () => {
-  const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'j', annotations: { 'hook-runner.dev/hooks': '{"c":{"preStop":[{"sleep":{"seconds":1}}]}}' } }, spec: { containers: [{ name: 'c', image: 'i' }] } };
+  const pod = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'j', annotations: { 'hook-runner.dev/hooks': '{"c":{"preStop":[{"sleep":{"seconds":1}}]}}' } },
+    spec: { containers: [{ name: 'c', image: 'i' }] },
+  };
   const r = run(['inject', '-f', '-', '-o', 'json', '--sidecar-mode', 'container'], JSON.stringify(pod));
   assert.equal(r.code, 0, r.stderr);
   assert.equal(JSON.parse(r.stdout).spec.containers[0].name, SIDECAR_CONTAINER_NAME);
@@ -96,7 +111,10 @@ test('an invalid annotation exits 1 naming the document and the field', () => {
   const r = run(['inject', '-f', '-'], bad);
   assert.equal(r.code, 1);
   assert.equal(r.stdout, '');
-  assert.equal(r.stderr.trim(), 'hook-runner inject: stdin: document 2 (Deployment api): hook-runner.dev/hooks: api.postStart[0].httpGet.port: must be 1-65535 or a named port of container api, got the string "nope"; it names no ports');
+  assert.equal(
+    r.stderr.trim(),
+    'hook-runner inject: stdin: document 2 (Deployment api): hook-runner.dev/hooks: api.postStart[0].httpGet.port: must be 1-65535 or a named port of container api, got the string "nope"; it names no ports',
+  );
 });
 
 test('usage errors exit 2 with a hint; --help exits 0', () => {
@@ -235,7 +253,42 @@ test('YAML errors name the line, column and the line itself, in the manifest and
 /** Strings YAML 1.1 (kubectl's go-yaml, PyYAML) reads as something else when written plain. */
 /** Keys are strings too: `yes:` is the key true in YAML 1.1, `<<:` a merge. */
 const KEY_TRAPS = { b: 'yes', yes: 'no', on: 'off', '<<': '=', '1:20': 'x' };
-const YAML11_TRAPS = ['yes', 'no', 'on', 'off', 'y', 'n', 'Y', 'N', 'True', 'true', 'NO', '1_000', '1:20', '0777', '0x1F', '0b101', '0o17', '1e3', '+12', '.5', '.inf', '-.inf', '.nan', '~', 'null', 'Null', '', '2001-12-14', '2001-12-14 21:59:43.10 -5', '=', '<<', 'nginx', '10m', 'on-call'];
+const YAML11_TRAPS = [
+  'yes',
+  'no',
+  'on',
+  'off',
+  'y',
+  'n',
+  'Y',
+  'N',
+  'True',
+  'true',
+  'NO',
+  '1_000',
+  '1:20',
+  '0777',
+  '0x1F',
+  '0b101',
+  '0o17',
+  '1e3',
+  '+12',
+  '.5',
+  '.inf',
+  '-.inf',
+  '.nan',
+  '~',
+  'null',
+  'Null',
+  '',
+  '2001-12-14',
+  '2001-12-14 21:59:43.10 -5',
+  '=',
+  '<<',
+  'nginx',
+  '10m',
+  'on-call',
+];
 
 test('-o yaml quotes every string a YAML 1.1 reader would misread: the yaml package in 1.1 mode reads back the same strings', () => {
   const labels = Object.fromEntries(YAML11_TRAPS.map((v, i) => [`l${i}`, v]));
@@ -254,7 +307,7 @@ test('-o yaml quotes every string a YAML 1.1 reader would misread: the yaml pack
   assert.match(r.stdout, /^ {2}"yes": "no"$/m);
 });
 
-test('-o yaml round-trips through PyYAML, a YAML 1.1 reader like kubectl\'s', (t) => {
+test("-o yaml round-trips through PyYAML, a YAML 1.1 reader like kubectl's", (t) => {
   const probe = spawnSync('python3', ['-c', 'import yaml'], { encoding: 'utf8', timeout: 20_000 });
   if (probe.status !== 0) {
     t.skip('needs python3 with PyYAML (Debian: python3-yaml)');

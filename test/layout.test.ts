@@ -38,7 +38,11 @@ function importsOf(file: string, text: string): Import[] {
   for (const m of text.matchAll(STATIC)) {
     const clause = m[2]!.trim();
     // `import type {…}`, or a list whose every name is marked `type`.
-    const names = /^\{([^}]*)\}$/.exec(clause)?.[1]?.split(',').map((s) => s.trim()).filter(Boolean);
+    const names = /^\{([^}]*)\}$/
+      .exec(clause)?.[1]
+      ?.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
     const typeOnly = clause.startsWith('type ') || (names !== undefined && names.length > 0 && names.every((n) => n.startsWith('type ')));
     out.push({ target: resolve(m[3]!), typeOnly });
   }
@@ -88,7 +92,8 @@ function layoutViolations(files: ReadonlyMap<string, string>): string[] {
         continue;
       }
       const to = layerOf(imp.target);
-      if (!MAY_IMPORT[from]?.includes(to) && !ENTRY_POINT_IMPORTS.has(`${file} -> ${imp.target}`)) problems.push(`${file} imports ${imp.target}: ${from}/ may import only ${(MAY_IMPORT[from] ?? []).map((l) => `${l}/`).join(', ')}`);
+      if (!MAY_IMPORT[from]?.includes(to) && !ENTRY_POINT_IMPORTS.has(`${file} -> ${imp.target}`))
+        problems.push(`${file} imports ${imp.target}: ${from}/ may import only ${(MAY_IMPORT[from] ?? []).map((l) => `${l}/`).join(', ')}`);
       if (!files.has(imp.target)) problems.push(`${file} imports ${imp.target}, which does not exist`);
       let set = importers.get(imp.target);
       if (!set) importers.set(imp.target, (set = new Set()));
@@ -158,7 +163,7 @@ test('layout: the import reader sees every form of import, and the rules catch e
     "sidecar/proc.ts loads pino: the sidecar runs on Node's builtins only",
     'common/only-webhook.ts imports cli/explain.ts: common/ may import only common/',
     "common/only-webhook.ts loads yaml: the sidecar runs on Node's builtins only",
-    'webhook/server.ts tests a handler\'s kind with "\'exec\' in h": use h.kind (HandlerSpec is a union on kind)',
+    "webhook/server.ts tests a handler's kind with \"'exec' in h\": use h.kind (HandlerSpec is a union on kind)",
     'common/only-webhook.ts is in common/ but webhook/ does not import it: common/ holds only what webhook/ and sidecar/ both use',
     'common/only-webhook.ts is in common/ but sidecar/ does not import it: common/ holds only what webhook/ and sidecar/ both use',
   ]);

@@ -89,7 +89,6 @@ const CERT_MANAGER_MODELS: ExtraModels = {
   CertManagerV1PrivateKey: { attrs: a({ algorithm: 'string', encoding: 'string', rotationPolicy: 'string', size: 'number' }), required: [] },
 };
 
-
 const validateObject = (doc: unknown): string[] => validateKubernetesObject(doc, CERT_MANAGER_MODELS);
 
 // ---------------------------------------------------------------------------------------------
@@ -157,11 +156,15 @@ function selectorMatches(sel: V1LabelSelector | undefined, labels: Record<string
     const has = Object.hasOwn(labels, e.key);
     const val = labels[e.key];
     const ok =
-      e.operator === 'In' ? has && (e.values ?? []).includes(val!)
-      : e.operator === 'NotIn' ? !has || !(e.values ?? []).includes(val!)
-      : e.operator === 'Exists' ? has
-      : e.operator === 'DoesNotExist' ? !has
-      : assert.fail(`unknown selector operator ${e.operator}`);
+      e.operator === 'In'
+        ? has && (e.values ?? []).includes(val!)
+        : e.operator === 'NotIn'
+          ? !has || !(e.values ?? []).includes(val!)
+          : e.operator === 'Exists'
+            ? has
+            : e.operator === 'DoesNotExist'
+              ? !has
+              : assert.fail(`unknown selector operator ${e.operator}`);
     if (!ok) return false;
   }
   return true;
@@ -212,8 +215,7 @@ function permissionsOf(objs: Obj[], ns: string, sa: string): string[] {
   const expand = (scope: string, rules: V1PolicyRule[]) => {
     for (const r of rules)
       for (const g of r.apiGroups ?? [])
-        for (const res of r.resources ?? [])
-          for (const verb of r.verbs) out.push(`${scope} ${g || 'core'}/${res} ${verb}${r.resourceNames ? ` [${r.resourceNames.join(',')}]` : ''}`);
+        for (const res of r.resources ?? []) for (const verb of r.verbs) out.push(`${scope} ${g || 'core'}/${res} ${verb}${r.resourceNames ? ` [${r.resourceNames.join(',')}]` : ''}`);
   };
   for (const o of objs) {
     const b = o as unknown as V1RoleBinding;
@@ -227,7 +229,9 @@ function permissionsOf(objs: Obj[], ns: string, sa: string): string[] {
 
 function rulesAsStrings(rules: V1PolicyRule[]): string[] {
   return rules
-    .flatMap((r) => (r.apiGroups ?? []).flatMap((g) => (r.resources ?? []).flatMap((res) => r.verbs.map((v) => `${g || 'core'}/${res} ${v}${r.resourceNames ? ` [${r.resourceNames.join(',')}]` : ''}`))))
+    .flatMap((r) =>
+      (r.apiGroups ?? []).flatMap((g) => (r.resources ?? []).flatMap((res) => r.verbs.map((v) => `${g || 'core'}/${res} ${v}${r.resourceNames ? ` [${r.resourceNames.join(',')}]` : ''}`))),
+    )
     .sort();
 }
 
@@ -253,7 +257,11 @@ interface Instr {
 }
 function dockerfile(): { argDefaults: Map<string, string>; stages: { from: string; name?: string; instrs: Instr[] }[] } {
   const text = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
-  const lines = text.replace(/\\\r?\n/g, ' ').split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const lines = text
+    .replace(/\\\r?\n/g, ' ')
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
   const argDefaults = new Map<string, string>();
   const stages: { from: string; name?: string; instrs: Instr[] }[] = [];
   for (const line of lines) {
@@ -296,7 +304,11 @@ test('Dockerfile: build stage compiles and prunes; runtime has the app, the stat
   const runtime = stages[stages.length - 1]!;
   const build = stages.find((s) => s.name && runtime.instrs.some((i) => i.op === 'COPY' && i.args.includes(`--from=${s.name}`)));
   assert.ok(build, 'the runtime stage copies from a named build stage');
-  const runs = (s: typeof runtime) => s.instrs.filter((i) => i.op === 'RUN').map((i) => i.args).join(' && ');
+  const runs = (s: typeof runtime) =>
+    s.instrs
+      .filter((i) => i.op === 'RUN')
+      .map((i) => i.args)
+      .join(' && ');
   assert.match(runs(build), /\bnpm ci\b/, 'build stage installs from the lockfile (npm ci)');
   assert.match(runs(build), /\bnpm run build\b/, 'build stage compiles TypeScript');
   assert.match(runs(build), /\bnpm prune --omit=dev\b|\bnpm ci --omit=dev\b/, 'build stage keeps production dependencies only');
@@ -304,7 +316,11 @@ test('Dockerfile: build stage compiles and prunes; runtime has the app, the stat
   assert.match(runs(build), /! ldd dist\/sidecar\/hook-exec\b/, 'the build stage checks that the exec helper is statically linked (docs/security.md)');
   assert.match(runs(runtime), /\/app\/dist\/sidecar\/hook-exec\b/, 'the runtime stage checks that the exec helper runs (exec handlers, DESIGN §6)');
   const copies = runtime.instrs.filter((i) => i.op === 'COPY' && i.args.includes(`--from=${build.name}`)).map((i) => i.args);
-  for (const want of ['dist', 'node_modules', 'package.json']) assert.ok(copies.some((c) => c.includes(`/${want}`)), `runtime copies ${want} from the build stage`);
+  for (const want of ['dist', 'node_modules', 'package.json'])
+    assert.ok(
+      copies.some((c) => c.includes(`/${want}`)),
+      `runtime copies ${want} from the build stage`,
+    );
   assert.ok(!runtime.instrs.some((i) => i.op === 'ADD'), 'no ADD in the runtime stage (nothing fetched, nothing unpacked implicitly)');
 
   const users = runtime.instrs.filter((i) => i.op === 'USER');
@@ -329,7 +345,10 @@ test('Dockerfile: build stage compiles and prunes; runtime has the app, the stat
 });
 
 test('.dockerignore: an allow-list that admits exactly what the build stage copies', () => {
-  const lines = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const lines = readFileSync(join(ROOT, '.dockerignore'), 'utf8')
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
   assert.equal(lines[0], '*', 'starts by excluding everything');
   const allowed = lines.filter((l) => l.startsWith('!')).map((l) => l.slice(1).replace(/\/$/, ''));
   const { stages } = dockerfile();
@@ -338,7 +357,10 @@ test('.dockerignore: an allow-list that admits exactly what the build stage copi
   const tsconfig = JSON.parse(readFileSync(join(ROOT, 'tsconfig.json'), 'utf8')) as { include: string[] };
   for (const inc of tsconfig.include) {
     const top = inc.split('/')[0]!;
-    assert.ok(sources.some((s) => s.replace(/^\.\//, '').replace(/\/$/, '') === top), `tsconfig includes ${inc}, but the Dockerfile does not copy ${top}/`);
+    assert.ok(
+      sources.some((s) => s.replace(/^\.\//, '').replace(/\/$/, '') === top),
+      `tsconfig includes ${inc}, but the Dockerfile does not copy ${top}/`,
+    );
   }
   for (const never of ['node_modules', 'dist', '.git', 'test']) assert.ok(!allowed.includes(never), `${never} must stay out of the build context`);
 });
@@ -423,7 +445,10 @@ for (const o of OVERLAYS) {
     assert.deepEqual(w.admissionReviewVersions, ['v1']);
     assert.deepEqual(w.rules, [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], scope: 'Namespaced' }]);
     // Only pods that use hook-runner are sent (test/match-conditions.test.ts evaluates the CEL).
-    assert.deepEqual((w.matchConditions ?? []).map((m) => m.name), ['pod-create', 'uses-hook-runner']);
+    assert.deepEqual(
+      (w.matchConditions ?? []).map((m) => m.name),
+      ['pod-create', 'uses-hook-runner'],
+    );
     assert.equal(w.clientConfig.url, undefined, 'served through the in-cluster Service');
     assert.equal(w.clientConfig.caBundle, undefined, 'caBundle is filled in at run time (self-signed bootstrap or cert-manager), never shipped');
 
@@ -599,7 +624,7 @@ test('cert-manager: serving certificate for the Service, CA injected from it, fi
   const issuer = one<Issuer>(objs, 'Issuer', cert.spec.issuerRef.name);
   assert.ok(issuer.spec.ca, 'the serving certificate is signed by a CA issuer, so renewing it never changes caBundle');
   const ca = objs.find((x) => x.kind === 'Certificate' && (x as Cert).spec.secretName === issuer.spec.ca!.secretName) as Cert | undefined;
-  assert.ok(ca?.spec.isCA, 'the CA issuer\'s secret comes from an isCA Certificate');
+  assert.ok(ca?.spec.isCA, "the CA issuer's secret comes from an isCA Certificate");
   assert.ok(one<Issuer>(objs, 'Issuer', ca.spec.issuerRef.name).spec.selfSigned);
 
   const { c, pod } = webhookContainer(objs);

@@ -69,7 +69,7 @@ function goldenPods(): { label: string; pod: V1Pod }[] {
       if (!doc) return;
       const label = `${f} document ${i + 1} (${doc.kind})`;
       if (doc.kind === 'Pod') out.push({ label, pod: doc as V1Pod });
-      const tmpl = (doc.kind === 'CronJob' ? ((doc.spec?.jobTemplate as { spec?: { template?: unknown } } | undefined)?.spec?.template) : doc.spec?.template) as
+      const tmpl = (doc.kind === 'CronJob' ? (doc.spec?.jobTemplate as { spec?: { template?: unknown } } | undefined)?.spec?.template : doc.spec?.template) as
         | { metadata?: V1Pod['metadata']; spec?: V1Pod['spec'] }
         | undefined;
       if (tmpl?.spec) out.push({ label, pod: { apiVersion: 'v1', kind: 'Pod', metadata: { generateName: 'w-', ...tmpl.metadata }, spec: tmpl.spec } });
@@ -100,11 +100,15 @@ function selects(sel: V1LabelSelector | undefined, labels: Record<string, string
   for (const e of sel?.matchExpressions ?? []) {
     const has = Object.hasOwn(labels, e.key);
     const ok =
-      e.operator === 'In' ? has && (e.values ?? []).includes(labels[e.key]!)
-      : e.operator === 'NotIn' ? !has || !(e.values ?? []).includes(labels[e.key]!)
-      : e.operator === 'Exists' ? has
-      : e.operator === 'DoesNotExist' ? !has
-      : assert.fail(`unknown selector operator ${e.operator}`);
+      e.operator === 'In'
+        ? has && (e.values ?? []).includes(labels[e.key]!)
+        : e.operator === 'NotIn'
+          ? !has || !(e.values ?? []).includes(labels[e.key]!)
+          : e.operator === 'Exists'
+            ? has
+            : e.operator === 'DoesNotExist'
+              ? !has
+              : assert.fail(`unknown selector operator ${e.operator}`);
     if (!ok) return false;
   }
   return true;
@@ -179,8 +183,18 @@ test('base: hand-made pods and requests: annotations decide, nothing errors into
     ['UPDATE of a hooked pod', { ...podCreate(), operation: 'UPDATE' }, pod({ [ANNOTATION_HOOKS]: 'x' }), 'skip'],
     ['CREATE of pods/ephemeralcontainers', { ...podCreate(), subResource: 'ephemeralcontainers' }, pod({ [ANNOTATION_HOOKS]: 'x' }), 'skip'],
     ['CREATE of pods/binding (a Binding object)', { ...podCreate(), subResource: 'binding' }, { apiVersion: 'v1', kind: 'Binding', metadata: { name: 'p' }, target: { name: 'n' } }, 'skip'],
-    ['CREATE of a ConfigMap with the annotation', { ...podCreate(), resource: { group: '', version: 'v1', resource: 'configmaps' } }, { kind: 'ConfigMap', metadata: { annotations: { [ANNOTATION_HOOKS]: 'x' } } }, 'skip'],
-    ['CREATE of a Deployment with hooks in its template', { ...podCreate(), resource: { group: 'apps', version: 'v1', resource: 'deployments' } }, { kind: 'Deployment', metadata: { annotations: { [ANNOTATION_HOOKS]: 'x' } } }, 'skip'],
+    [
+      'CREATE of a ConfigMap with the annotation',
+      { ...podCreate(), resource: { group: '', version: 'v1', resource: 'configmaps' } },
+      { kind: 'ConfigMap', metadata: { annotations: { [ANNOTATION_HOOKS]: 'x' } } },
+      'skip',
+    ],
+    [
+      'CREATE of a Deployment with hooks in its template',
+      { ...podCreate(), resource: { group: 'apps', version: 'v1', resource: 'deployments' } },
+      { kind: 'Deployment', metadata: { annotations: { [ANNOTATION_HOOKS]: 'x' } } },
+      'skip',
+    ],
   ];
   for (const [what, req, obj, want] of cases) {
     const { verdict, errors } = evaluate(conditions, req, obj);
@@ -216,7 +230,10 @@ test('adoptNativeHooks: true: the adopt-native-hooks component sends pods with n
   assert.equal(config.adoptNativeHooks, true);
   const conditions = webhookOf(mwc).matchConditions!;
   assert.deepEqual(violations(webhookOf(mwc), config), []);
-  assert.ok(goldenPods().some(({ pod }) => !pod.metadata?.annotations?.[ANNOTATION_HOOKS] && webhookOutcome(pod, config) === 'injected'), 'a golden pod injected only through adoption');
+  assert.ok(
+    goldenPods().some(({ pod }) => !pod.metadata?.annotations?.[ANNOTATION_HOOKS] && webhookOutcome(pod, config) === 'injected'),
+    'a golden pod injected only through adoption',
+  );
   // The narrow base conditions would leave those pods out: the component is what makes it right.
   assert.ok(violations(webhookOf(baseMwc), config).length > 0, 'the base conditions are too narrow for adoptNativeHooks: true');
 

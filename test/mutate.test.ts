@@ -102,7 +102,10 @@ test('the sidecar env carries the normalised spec the sidecar parser accepts', (
     HOOK_RUNNER_EVENT_OUTPUT: 'false',
     HOOK_RUNNER_CALLERS: 'auto',
   });
-  const fieldRefs = (p: V1Pod) => sidecarOf(p).env!.filter((e) => e.valueFrom).map((e) => [e.name, e.valueFrom!.fieldRef!.fieldPath]);
+  const fieldRefs = (p: V1Pod) =>
+    sidecarOf(p)
+      .env!.filter((e) => e.valueFrom)
+      .map((e) => [e.name, e.valueFrom!.fieldRef!.fieldPath]);
   const common = [
     ['POD_NAME', 'metadata.name'],
     ['POD_NAMESPACE', 'metadata.namespace'],
@@ -167,8 +170,19 @@ test('skips: opted-out, already-injected, no-hooks, with the reason', () => {
 test('refuses a container without hooks that declares the marker env (it could deny a hooked container its exec/signal hooks)', () => {
   const hooks = 'app: {preStop: [{signal: {name: SIGTERM}}]}';
   for (const [extra, where] of [
-    [{ containers: [{ name: 'app', image: 'img' }, { name: 'evil', image: 'e', env: [{ name: ENV_MARKER, value: 'app' }] }] }, 'spec.containers[evil].env[HOOK_RUNNER_CONTAINER]'],
-    [{ containers: [{ name: 'app', image: 'img' }], initContainers: [{ name: 'init', image: 'i', env: [{ name: ENV_MARKER, value: 'app' }] }] }, 'spec.initContainers[init].env[HOOK_RUNNER_CONTAINER]'],
+    [
+      {
+        containers: [
+          { name: 'app', image: 'img' },
+          { name: 'evil', image: 'e', env: [{ name: ENV_MARKER, value: 'app' }] },
+        ],
+      },
+      'spec.containers[evil].env[HOOK_RUNNER_CONTAINER]',
+    ],
+    [
+      { containers: [{ name: 'app', image: 'img' }], initContainers: [{ name: 'init', image: 'i', env: [{ name: ENV_MARKER, value: 'app' }] }] },
+      'spec.initContainers[init].env[HOOK_RUNNER_CONTAINER]',
+    ],
   ] as const) {
     assert.throws(
       () => mutatePod(pod(hooks, extra as unknown as Partial<V1Pod['spec']>), { config, mode: 'native' }),
@@ -182,7 +196,10 @@ test('refuses a container without hooks that declares the marker env (it could d
 
 test('refuses hostNetwork naming it: the sidecar would bind a port of the node', () => {
   const p = pod('app: {preStop: [{sleep: {seconds: 1}}]}', { hostNetwork: true });
-  assert.throws(() => mutatePod(p, { config, mode: 'native' }), (e: unknown) => e instanceof MutationError && e.location === 'spec.hostNetwork' && /port of the node itself/.test(e.message));
+  assert.throws(
+    () => mutatePod(p, { config, mode: 'native' }),
+    (e: unknown) => e instanceof MutationError && e.location === 'spec.hostNetwork' && /port of the node itself/.test(e.message),
+  );
   const r = reviewAdmission(review(p), { config, mode: 'native' });
   assert.equal(r.outcome, 'denied');
   assert.match((r.review as ReviewResponse).response.status!.message, /^spec\.hostNetwork: is true; /);
@@ -192,8 +209,14 @@ test('refuses hostNetwork naming it: the sidecar would bind a port of the node',
 
 test('refuses hostPID, an explicit shareProcessNamespace: false, and a container named hook-runner', () => {
   const hooks = 'app: {preStop: [{sleep: {seconds: 1}}]}';
-  assert.throws(() => mutatePod(pod(hooks, { hostPID: true }), { config, mode: 'native' }), (e: unknown) => e instanceof MutationError && e.location === 'spec.hostPID' && /shared PID namespace/.test(e.message));
-  assert.throws(() => mutatePod(pod(hooks, { shareProcessNamespace: false }), { config, mode: 'native' }), (e: unknown) => e instanceof MutationError && /set to false explicitly/.test(e.message));
+  assert.throws(
+    () => mutatePod(pod(hooks, { hostPID: true }), { config, mode: 'native' }),
+    (e: unknown) => e instanceof MutationError && e.location === 'spec.hostPID' && /shared PID namespace/.test(e.message),
+  );
+  assert.throws(
+    () => mutatePod(pod(hooks, { shareProcessNamespace: false }), { config, mode: 'native' }),
+    (e: unknown) => e instanceof MutationError && /set to false explicitly/.test(e.message),
+  );
   const clash = pod(hooks);
   clash.spec!.containers.push({ name: SIDECAR_CONTAINER_NAME, image: 'x' });
   assert.throws(() => mutatePod(clash, { config, mode: 'native' }), /reserved for the injected sidecar/);
@@ -241,7 +264,8 @@ test('a spec the sidecar could not receive (an environment string over 128 KiB, 
   const many = pod(undefined, {}, { annotations: { [ANNOTATION_ADOPT_NATIVE]: 'true' } });
   many.spec!.containers = Array.from({ length: 2000 }, (_, i) => ({ name: `c${i}`, image: 'x', lifecycle: { preStop: { sleep: { seconds: 1 } } } }));
   assert.throws(() => mutatePod(many, { config, mode: 'native' }), {
-    message: 'spec.containers[*].lifecycle: declares more than 1297 handlers (adopted native lifecycle blocks included); each takes at least 101 bytes of HOOK_RUNNER_SPEC and Linux refuses an environment string over 131072 bytes (E2BIG), so the sidecar could never start: at most 1297 handlers can fit',
+    message:
+      'spec.containers[*].lifecycle: declares more than 1297 handlers (adopted native lifecycle blocks included); each takes at least 101 bytes of HOOK_RUNNER_SPEC and Linux refuses an environment string over 131072 bytes (E2BIG), so the sidecar could never start: at most 1297 handlers can fit',
   });
 });
 
@@ -270,7 +294,10 @@ test('native lifecycle in a pod with the hooks annotation: adopted first (whatev
   for (const cfg of [config, parseConfig('adoptNativeHooks: true', 'test')]) {
     const r = mutatePod(p, { config: cfg, mode: 'native', newToken: () => TOKEN });
     assert.ok(r.injected);
-    assert.deepEqual(specOf(r.pod).app!.preStop.map((h) => Object.keys(h)[0]), ['exec', 'http']);
+    assert.deepEqual(
+      specOf(r.pod).app!.preStop.map((h) => Object.keys(h)[0]),
+      ['exec', 'http'],
+    );
     assert.match(r.warnings[0]!, /preStop is declared both natively .* the native handler runs first, then the annotation's 1 handler$/);
   }
 });
@@ -288,7 +315,10 @@ test('native lifecycle without the hooks annotation: left alone (no-hooks) by de
 
   const perPod = mutatePod(nativeOnly({ [ANNOTATION_ADOPT_NATIVE]: 'true' }), { config, mode: 'native', newToken: () => TOKEN });
   assert.ok(perPod.injected);
-  assert.deepEqual(specOf(perPod.pod).app!.preStop.map((h) => Object.keys(h)[0]), ['exec']);
+  assert.deepEqual(
+    specOf(perPod.pod).app!.preStop.map((h) => Object.keys(h)[0]),
+    ['exec'],
+  );
 
   const adopting = parseConfig('adoptNativeHooks: true', 'test');
   assert.ok(mutatePod(nativeOnly(), { config: adopting, mode: 'native', newToken: () => TOKEN }).injected);
@@ -318,7 +348,10 @@ test('adopted native handlers keep native semantics: no timeout of their own, fu
 
 test('a sleep runs its full length unless an explicit timeoutSeconds is shorter, which is warned about', () => {
   const long = injected(pod('app: {preStop: [{sleep: {seconds: 55}}, {sleep: {seconds: 5}}]}', { terminationGracePeriodSeconds: 120 }));
-  assert.deepEqual(specOf(long.pod).app!.preStop.map((h) => h.timeoutSeconds), [56, 30]);
+  assert.deepEqual(
+    specOf(long.pod).app!.preStop.map((h) => h.timeoutSeconds),
+    [56, 30],
+  );
   assert.deepEqual(long.warnings, []);
   const cut = injected(pod('app: {preStop: [{http: {path: /d, port: http}}, {sleep: {seconds: 55}, timeoutSeconds: 20}]}', { terminationGracePeriodSeconds: 120 }));
   assert.deepEqual(cut.warnings, [
@@ -330,7 +363,7 @@ test('the seed example (55 s preStop sleep, 10 s shutdown, 60 s grace) gets the 
   const seed = injected(pod('app: {shutdownSeconds: 10, preStop: [{sleep: {seconds: 55}}]}', { terminationGracePeriodSeconds: 60 }));
   assert.deepEqual(seed.warnings, [
     'container app: preStop may take up to 55s, but terminationGracePeriodSeconds 60 - shutdownSeconds 10 leaves 50s; hook-runner cuts preStop off at 50s so the app keeps its 10s (raise terminationGracePeriodSeconds to at least 65 to let every handler finish)',
-  ]);  // The real-cluster test's pod (test/e2e/kind): a 40 s sleep counts 40 s, not the 30 s default timeout.
+  ]); // The real-cluster test's pod (test/e2e/kind): a 40 s sleep counts 40 s, not the 30 s default timeout.
   const kind = injected(pod('app: {shutdownSeconds: 5, preStop: [{sleep: {seconds: 40}}]}', { terminationGracePeriodSeconds: 30 }));
   assert.match(kind.warnings.join('\n'), /preStop may take up to 40s, but terminationGracePeriodSeconds 30 - shutdownSeconds 5 leaves 25s/);
 });
@@ -354,7 +387,9 @@ test('security context: restricted for http/sleep/tcp, exactly the measured sets
 
 test('sidecar resources by pod annotation: validated quantities over the configured ones; a request above its limit is refused', () => {
   const withAnnotations = (a: Record<string, string>) => pod('app: {preStop: [{exec: {command: [/dump]}}]}', {}, { annotations: a });
-  const r = injected(withAnnotations({ [ANNOTATION_SIDECAR_MEMORY_LIMIT]: '1Gi', [ANNOTATION_SIDECAR_MEMORY_REQUEST]: '256Mi', [ANNOTATION_SIDECAR_CPU_LIMIT]: '2', [ANNOTATION_SIDECAR_CPU_REQUEST]: '250m' }));
+  const r = injected(
+    withAnnotations({ [ANNOTATION_SIDECAR_MEMORY_LIMIT]: '1Gi', [ANNOTATION_SIDECAR_MEMORY_REQUEST]: '256Mi', [ANNOTATION_SIDECAR_CPU_LIMIT]: '2', [ANNOTATION_SIDECAR_CPU_REQUEST]: '250m' }),
+  );
   assert.deepEqual(sidecarOf(r.pod).resources, { requests: { cpu: '250m', memory: '256Mi' }, limits: { memory: '1Gi', cpu: '2' } });
   // Only the limit: the configured request (64Mi) stays.
   assert.deepEqual(sidecarOf(injected(withAnnotations({ [ANNOTATION_SIDECAR_MEMORY_LIMIT]: '512Mi' })).pod).resources, { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '512Mi' } });
@@ -365,7 +400,8 @@ test('sidecar resources by pod annotation: validated quantities over the configu
     });
   }
   assert.throws(() => mutatePod(withAnnotations({ [ANNOTATION_SIDECAR_MEMORY_LIMIT]: '16Mi' }), { config, mode: 'native' }), {
-    message: "metadata.annotations[hook-runner.dev/sidecar-memory-limit]: the sidecar's memory request 64Mi (from the hook-runner configuration (sidecar.resources)) is above its limit 16Mi (from hook-runner.dev/sidecar-memory-limit); Kubernetes refuses a request above its limit, set both",
+    message:
+      "metadata.annotations[hook-runner.dev/sidecar-memory-limit]: the sidecar's memory request 64Mi (from the hook-runner configuration (sidecar.resources)) is above its limit 16Mi (from hook-runner.dev/sidecar-memory-limit); Kubernetes refuses a request above its limit, set both",
   });
   assert.equal(parseQuantity('1.5Gi'), 1.5 * 2 ** 30);
   assert.equal(parseQuantity('100m'), 0.1);
@@ -395,7 +431,9 @@ function review(object: unknown, request: Record<string, unknown> = {}) {
   };
 }
 
-type ReviewResponse = { response: { uid: string; allowed: boolean; patch?: string; patchType?: string; warnings?: string[]; status?: { code: number; message: string }; auditAnnotations?: Record<string, string> } };
+type ReviewResponse = {
+  response: { uid: string; allowed: boolean; patch?: string; patchType?: string; warnings?: string[]; status?: { code: number; message: string }; auditAnnotations?: Record<string, string> };
+};
 
 test('admission: injects with a base64 JSONPatch that turns the pod into the mutated pod', () => {
   const p = pod('app: {shutdownSeconds: 10, preStop: [{sleep: {seconds: 55}, timeoutSeconds: 60}]}', { terminationGracePeriodSeconds: 60 }, { generateName: 'web-' });
@@ -475,7 +513,10 @@ test('admission: an offline-injected pod (inject output) is re-keyed per admissi
   assert.match(offlineToken, /^offline-[0-9a-f]{32}$/);
 
   const tokensIn = (p: V1Pod) => {
-    const headers = p.spec!.containers.flatMap((c) => PHASES.flatMap((ph) => c.lifecycle?.[ph]?.httpGet?.httpHeaders ?? [])).filter((h) => h.name === HEADER_TOKEN).map((h) => h.value);
+    const headers = p
+      .spec!.containers.flatMap((c) => PHASES.flatMap((ph) => c.lifecycle?.[ph]?.httpGet?.httpHeaders ?? []))
+      .filter((h) => h.name === HEADER_TOKEN)
+      .map((h) => h.value);
     return { env: sidecarOf(p).env!.find((e) => e.name === ENV_TOKEN)!.value!, headers };
   };
   const admit = () => {
@@ -529,18 +570,19 @@ test('admission: malformed reviews are BadReviewError with a clear message', () 
     [review(undefined), /request.object is missing/],
     [review({ spec: {} }), /spec.containers is missing/],
   ];
-  for (const [body, msg] of bad) assert.throws(() => reviewAdmission(body, { config, mode: 'native' }), (e: unknown) => e instanceof BadReviewError && msg.test(e.message));
+  for (const [body, msg] of bad)
+    assert.throws(
+      () => reviewAdmission(body, { config, mode: 'native' }),
+      (e: unknown) => e instanceof BadReviewError && msg.test(e.message),
+    );
 });
 
 test('Pod Security: exec/signal hooks in a baseline or restricted namespace are denied naming the hook, the capabilities and what works', () => {
   const p = pod('app: {preStop: [{sleep: {seconds: 1}}, {signal: {name: QUIT}}]}');
   for (const level of ['baseline', 'restricted'] as const) {
-    assert.throws(
-      () => mutatePod(p, { config, mode: 'native', podSecurity: { namespace: 'team-a', level } }),
-      {
-        message: `hook-runner.dev/hooks: app.preStop[1].signal: needs the hook-runner sidecar to run as uid 0 with capabilities SYS_PTRACE, DAC_READ_SEARCH, KILL, which namespace team-a forbids (pod-security.kubernetes.io/enforce: ${level}); handler kinds that work there: httpGet, http, sleep, tcpSocket`,
-      },
-    );
+    assert.throws(() => mutatePod(p, { config, mode: 'native', podSecurity: { namespace: 'team-a', level } }), {
+      message: `hook-runner.dev/hooks: app.preStop[1].signal: needs the hook-runner sidecar to run as uid 0 with capabilities SYS_PTRACE, DAC_READ_SEARCH, KILL, which namespace team-a forbids (pod-security.kubernetes.io/enforce: ${level}); handler kinds that work there: httpGet, http, sleep, tcpSocket`,
+    });
   }
   assert.ok(mutatePod(p, { config, mode: 'native', podSecurity: { namespace: 'team-a', level: 'privileged' } }).injected);
   const httpOnly = pod('app: {preStop: [{http: {path: /d, port: 8080}}]}');

@@ -127,7 +127,14 @@ const a = (spec: Record<string, string>): Attr[] => Object.entries(spec).map(([b
 const MONITORING_MODELS: ExtraModels = {
   MonitoringV1PodMonitor: { attrs: a({ apiVersion: 'string', kind: 'string', metadata: 'V1ObjectMeta', spec: 'MonitoringV1PodMonitorSpec' }), required: ['spec'] },
   MonitoringV1PodMonitorSpec: {
-    attrs: a({ jobLabel: 'string', podTargetLabels: 'Array<string>', podMetricsEndpoints: 'Array<MonitoringV1PodMetricsEndpoint>', selector: 'V1LabelSelector', namespaceSelector: 'MonitoringV1NamespaceSelector', sampleLimit: 'number' }),
+    attrs: a({
+      jobLabel: 'string',
+      podTargetLabels: 'Array<string>',
+      podMetricsEndpoints: 'Array<MonitoringV1PodMetricsEndpoint>',
+      selector: 'V1LabelSelector',
+      namespaceSelector: 'MonitoringV1NamespaceSelector',
+      sampleLimit: 'number',
+    }),
     required: ['selector'],
   },
   MonitoringV1NamespaceSelector: { attrs: a({ any: 'boolean', matchNames: 'Array<string>' }), required: [] },
@@ -155,7 +162,10 @@ const MONITORING_MODELS: ExtraModels = {
   MonitoringV1PrometheusRule: { attrs: a({ apiVersion: 'string', kind: 'string', metadata: 'V1ObjectMeta', spec: 'MonitoringV1PrometheusRuleSpec' }), required: ['spec'] },
   MonitoringV1PrometheusRuleSpec: { attrs: a({ groups: 'Array<MonitoringV1RuleGroup>' }), required: [] },
   MonitoringV1RuleGroup: { attrs: a({ name: 'string', interval: 'string', limit: 'number', rules: 'Array<MonitoringV1Rule>' }), required: ['name'] },
-  MonitoringV1Rule: { attrs: a({ alert: 'string', record: 'string', expr: 'IntOrString', for: 'string', keep_firing_for: 'string', labels: '{ [key: string]: string; }', annotations: '{ [key: string]: string; }' }), required: ['expr'] },
+  MonitoringV1Rule: {
+    attrs: a({ alert: 'string', record: 'string', expr: 'IntOrString', for: 'string', keep_firing_for: 'string', labels: '{ [key: string]: string; }', annotations: '{ [key: string]: string; }' }),
+    required: ['expr'],
+  },
 };
 
 interface RelabelConfig {
@@ -206,10 +216,20 @@ function discover(pod: V1Pod, namespace: string): Record<string, string>[] {
   const meta: Record<string, string> = { __meta_kubernetes_namespace: namespace };
   const clean = (s: string) => s.replace(/[^a-zA-Z0-9_]/g, '_');
   for (const [k, v] of Object.entries(pod.metadata?.labels ?? {})) Object.assign(meta, { [`__meta_kubernetes_pod_label_${clean(k)}`]: v, [`__meta_kubernetes_pod_labelpresent_${clean(k)}`]: 'true' });
-  for (const [k, v] of Object.entries(pod.metadata?.annotations ?? {})) Object.assign(meta, { [`__meta_kubernetes_pod_annotation_${clean(k)}`]: v, [`__meta_kubernetes_pod_annotationpresent_${clean(k)}`]: 'true' });
-  const all: [V1Container, boolean][] = [...(pod.spec?.initContainers ?? []).map((c): [V1Container, boolean] => [c, true]), ...(pod.spec?.containers ?? []).map((c): [V1Container, boolean] => [c, false])];
+  for (const [k, v] of Object.entries(pod.metadata?.annotations ?? {}))
+    Object.assign(meta, { [`__meta_kubernetes_pod_annotation_${clean(k)}`]: v, [`__meta_kubernetes_pod_annotationpresent_${clean(k)}`]: 'true' });
+  const all: [V1Container, boolean][] = [
+    ...(pod.spec?.initContainers ?? []).map((c): [V1Container, boolean] => [c, true]),
+    ...(pod.spec?.containers ?? []).map((c): [V1Container, boolean] => [c, false]),
+  ];
   return all.flatMap(([c, init]) =>
-    (c.ports ?? []).map((p) => ({ ...meta, __meta_kubernetes_pod_container_name: c.name, __meta_kubernetes_pod_container_init: String(init), __meta_kubernetes_pod_container_port_name: p.name ?? '', __meta_kubernetes_pod_container_port_number: String(p.containerPort) })),
+    (c.ports ?? []).map((p) => ({
+      ...meta,
+      __meta_kubernetes_pod_container_name: c.name,
+      __meta_kubernetes_pod_container_init: String(init),
+      __meta_kubernetes_pod_container_port_name: p.name ?? '',
+      __meta_kubernetes_pod_container_port_number: String(p.containerPort),
+    })),
   );
 }
 
@@ -238,7 +258,10 @@ test('PodMonitors: the sidecar one finds exactly the sidecar of each injected go
   if (typeof objs === 'string') return t.skip(objs);
   const sidecars = objs.find((o) => o.kind === 'PodMonitor' && o.metadata.name === 'hook-runner-sidecars') as PodMonitor;
   const webhookPm = objs.find((o) => o.kind === 'PodMonitor' && o.metadata.name === 'hook-runner-webhook') as PodMonitor;
-  assert.ok(sidecars.spec.podMetricsEndpoints.every((ep) => ep.honorLabels === true), "the sidecar's own `container` label (the hooked container) is kept");
+  assert.ok(
+    sidecars.spec.podMetricsEndpoints.every((ep) => ep.honorLabels === true),
+    "the sidecar's own `container` label (the hooked container) is kept",
+  );
 
   const golden = join(ROOT, 'test', 'golden');
   let injected = 0;
@@ -309,7 +332,13 @@ test('PrometheusRule: every expression parses as PromQL and names only metrics a
   const external = externalMetrics();
   const targetLabels = ['namespace', 'pod', 'container', 'job', 'instance'];
   // Label values our expressions match on must be values the code writes.
-  const source = ['webhook', 'sidecar'].flatMap((dir) => readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts')).map((f) => readFileSync(join(ROOT, dir, f), 'utf8'))).join('\n');
+  const source = ['webhook', 'sidecar']
+    .flatMap((dir) =>
+      readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' })
+        .filter((f) => f.endsWith('.ts'))
+        .map((f) => readFileSync(join(ROOT, dir, f), 'utf8')),
+    )
+    .join('\n');
 
   const alerts = rule.spec.groups.flatMap((g) => g.rules);
   const names = alerts.map((r) => r.alert);
@@ -340,9 +369,17 @@ test('PrometheusRule: every expression parses as PromQL and names only metrics a
     }
   }
   // What the issue asks alerts for: errors, latency, certificate expiry, hook failures, PreStop cut-offs.
-  for (const metric of ['hook_runner_webhook_rejected_requests_total', 'hook_runner_admission_duration_seconds_bucket', 'hook_runner_webhook_certificate_expiry_timestamp_seconds', 'hook_runner_hook_calls_total'])
+  for (const metric of [
+    'hook_runner_webhook_rejected_requests_total',
+    'hook_runner_admission_duration_seconds_bucket',
+    'hook_runner_webhook_certificate_expiry_timestamp_seconds',
+    'hook_runner_hook_calls_total',
+  ])
     assert.ok(used.has(metric), `an alert uses ${metric}`);
-  assert.ok(alerts.some((r) => /result="deadline"/.test(r.expr) && /phase="preStop"/.test(r.expr)), 'an alert on PreStop cut-offs');
+  assert.ok(
+    alerts.some((r) => /result="deadline"/.test(r.expr) && /phase="preStop"/.test(r.expr)),
+    'an alert on PreStop cut-offs',
+  );
 
   // The latency alert fires below the webhook's timeoutSeconds.
   const mwc = objs.find((o) => o.kind === 'MutatingWebhookConfiguration') as unknown as V1MutatingWebhookConfiguration;

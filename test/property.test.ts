@@ -47,10 +47,7 @@ function assertLocated(e: unknown, source = ANNOTATION_HOOKS): void {
 // Generators
 
 /** Container names: valid DNS labels, plus names that are also Object.prototype keys or unicode. */
-const containerName = fc.oneof(
-  fc.stringMatching(/^[a-z][a-z0-9-]{0,8}[a-z0-9]$/),
-  fc.constantFrom('app', 'web', 'constructor', 'tostring', 'valueof', 'hasownproperty', 'äpp', '__proto__'),
-);
+const containerName = fc.oneof(fc.stringMatching(/^[a-z][a-z0-9-]{0,8}[a-z0-9]$/), fc.constantFrom('app', 'web', 'constructor', 'tostring', 'valueof', 'hasownproperty', 'äpp', '__proto__'));
 
 const argvString = fc.oneof(fc.string({ maxLength: 12 }), fc.constantFrom('$(id)', '`reboot`', '; rm -rf /', '&&', '|', '>', '"', "'", '\n', '*', '~', '${PATH}', 'a b'));
 const command = fc.tuple(fc.string({ minLength: 1, maxLength: 12 }), fc.array(argvString, { maxLength: 5 })).map(([a, rest]) => [a, ...rest]);
@@ -67,7 +64,13 @@ const action = fc.oneof(
   fc.record({ port }).map((a) => ({ tcpSocket: a })),
 );
 const item = fc
-  .tuple(action, fc.record({ timeoutSeconds: fc.integer({ min: 1, max: 120 }), retries: fc.integer({ min: 0, max: 3 }), retryDelaySeconds: fc.double({ min: 0, max: 5, noNaN: true }), continueOnError: fc.boolean() }, { requiredKeys: [] }))
+  .tuple(
+    action,
+    fc.record(
+      { timeoutSeconds: fc.integer({ min: 1, max: 120 }), retries: fc.integer({ min: 0, max: 3 }), retryDelaySeconds: fc.double({ min: 0, max: 5, noNaN: true }), continueOnError: fc.boolean() },
+      { requiredKeys: [] },
+    ),
+  )
   .map(([a, common]) => ({ ...a, ...common }));
 const containerHooks = fc.record({ shutdownSeconds: fc.integer({ min: 0, max: 30 }), postStart: fc.array(item, { maxLength: 3 }), preStop: fc.array(item, { maxLength: 3 }) }, { requiredKeys: [] });
 
@@ -129,7 +132,10 @@ const junkText = fc.oneof(
 // ------------------------------------------------------------------------------------------------
 
 test('the parser throws nothing but a located HookSpecError, whatever the text', () => {
-  const containers: V1Container[] = [{ name: 'app', image: 'x', ports: [{ name: 'http', containerPort: 8080 }] }, { name: 'constructor', image: 'y' }];
+  const containers: V1Container[] = [
+    { name: 'app', image: 'x', ports: [{ name: 'http', containerPort: 8080 }] },
+    { name: 'constructor', image: 'y' },
+  ];
   const ctx: ParseContext = { containers, defaults: config.defaults };
   fc.assert(
     fc.property(junkText, (text) => {
@@ -184,7 +190,11 @@ test('generated valid pods: the patch gives the mutated pod, mutate∘mutate = m
       assert.ok(r.injected, 'a pod with valid hooks is injected');
 
       // The AdmissionReview's patch applied to the input is the mutated pod.
-      const review = { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u', kind: { group: '', version: 'v1', kind: 'Pod' }, resource: { group: '', version: 'v1', resource: 'pods' }, operation: 'CREATE', namespace: 'team', object: pod } };
+      const review = {
+        apiVersion: 'admission.k8s.io/v1',
+        kind: 'AdmissionReview',
+        request: { uid: 'u', kind: { group: '', version: 'v1', kind: 'Pod' }, resource: { group: '', version: 'v1', resource: 'pods' }, operation: 'CREATE', namespace: 'team', object: pod },
+      };
       const res = (reviewAdmission(review, { config, mode, newToken: () => TOKEN }).review as { response: { allowed: boolean; patch: string } }).response;
       assert.equal(res.allowed, true);
       const patched = applyPatch(pod, JSON.parse(Buffer.from(res.patch, 'base64').toString()));
@@ -242,7 +252,11 @@ test('exec argv never reaches a shell: planExec ends in exactly the argv after "
     assert.ok(!/['"]-c['"]/.test(src), `${f}: a "-c" argument`);
   }
   const handlers = readFileSync(join(ROOT, 'sidecar', 'handlers.ts'), 'utf8');
-  assert.match(handlers, /spawn\(plan\.file, plan\.args, \{ env: \{\}, stdio: \['ignore', 'pipe', 'pipe', rootFd, cwdFd, 'pipe'\], detached: true \}\)/, 'the one spawn: file + argv, empty environment, no shell option');
+  assert.match(
+    handlers,
+    /spawn\(plan\.file, plan\.args, \{ env: \{\}, stdio: \['ignore', 'pipe', 'pipe', rootFd, cwdFd, 'pipe'\], detached: true \}\)/,
+    'the one spawn: file + argv, empty environment, no shell option',
+  );
 });
 
 test('exec for real: shell metacharacters in argv arrive as literal arguments (root: the helper enters a target)', async (t) => {

@@ -5,18 +5,15 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { test, } from 'node:test';
+import { test } from 'node:test';
 import { DEADLINE_MARGIN_MS } from '../common/budget.js';
 import { capMask, capNames, type CapName } from '../sidecar/caps.js';
-import { get, kubeletCall, lastReport, missingPrerequisite, withPod, procStatusField, selfSignedCert, until, } from './harness/pod.js';
+import { get, kubeletCall, lastReport, missingPrerequisite, withPod, procStatusField, selfSignedCert, until } from './harness/pod.js';
 
 const missing = missingPrerequisite();
 const await_rm = (d: string) => rmSync(d, { recursive: true, force: true });
 
-
-
 const EXEC_CAPS: CapName[] = ['sys_ptrace', 'dac_read_search', 'sys_chroot', 'setuid', 'setgid', 'kill', 'setpcap'];
-
 
 test('exec runs in the target container: its mount namespace, uid/gid, env and cwd; PreStop exec runs before SIGTERM', async (t) => {
   const probe = 'id -u; id -g; pwd; cat ../private/marker; echo "$APP_FLAVOUR"; grep -E "^Cap(Eff|Prm):" /proc/self/status';
@@ -59,7 +56,24 @@ test('exec runs in the target container: its mount namespace, uid/gid, env and c
       assert.match(rep.handlers[0].attempts[0].outputTail, /bye/);
       // One log line per attempt, with the output tail; the token is in no log line.
       // (read from the sidecar's stdout pipe: wait for the line to arrive)
-      await until('the PreStop attempt log line', () => pod.sidecarLines().some((l) => l.msg?.startsWith('hook handler attempt') && l.phase === 'preStop' && l.handler === 'exec' && l.attempt === 1 && l.output.includes('bye') && typeof l.durationMs === 'number' && l.pod === 'exec' && l.namespace === 'harness'), 10_000);
+      await until(
+        'the PreStop attempt log line',
+        () =>
+          pod
+            .sidecarLines()
+            .some(
+              (l) =>
+                l.msg?.startsWith('hook handler attempt') &&
+                l.phase === 'preStop' &&
+                l.handler === 'exec' &&
+                l.attempt === 1 &&
+                l.output.includes('bye') &&
+                typeof l.durationMs === 'number' &&
+                l.pod === 'exec' &&
+                l.namespace === 'harness',
+            ),
+        10_000,
+      );
       assert.ok(!pod.sidecarLog.join('\n').includes(pod.token), 'token never logged');
     },
   );
@@ -73,7 +87,7 @@ test('HTTP handlers: PostStart httpGet, PreStop sleep then http POST with body a
   ports.https = await freePort();
   const certDir = (await import('node:fs')).mkdtempSync('/tmp/hook-runner-cert-');
   (await import('node:fs')).chmodSync(certDir, 0o755);
-  t.after(() => (await_rm(certDir)));
+  t.after(() => await_rm(certDir));
   const tls = selfSignedCert(certDir);
   if (!tls) return t.skip('needs openssl for the HTTPS target');
   await withPod(
@@ -113,7 +127,13 @@ test('HTTP handlers: PostStart httpGet, PreStop sleep then http POST with body a
       assert.deepEqual([drain.method, drain.body, drain.headers['x-test']], ['POST', 'now', 'drain']);
       // In order: the POST went out only after the sleep handler had finished (its report says so).
       const pre = await lastReport(pod, 'app', 'preStop');
-      assert.deepEqual(pre.handlers.map((h: any) => [h.kind, h.outcome]), [['sleep', 'succeeded'], ['http', 'succeeded']]);
+      assert.deepEqual(
+        pre.handlers.map((h: any) => [h.kind, h.outcome]),
+        [
+          ['sleep', 'succeeded'],
+          ['http', 'succeeded'],
+        ],
+      );
       const sleptUntil = Date.parse(pre.handlers[0].attempts[0].startedAt) + pre.handlers[0].attempts[0].durationMs;
       assert.ok(drain.t >= sleptUntil, `drain (${drain.t}) came after the sleep handler ended (${sleptUntil})`);
       const term = ev.find((e) => e.ev === 'signal' && e.sig === 'SIGTERM')!;
@@ -143,7 +163,10 @@ test('failed PostStart: the kubelet sees a transport error, /last says why, retr
       const rep = await lastReport(pod, 'app', 'postStart');
       assert.equal(rep.outcome, 'failed');
       assert.match(rep.reason, /handler \[0\] exec failed after 2 attempt\(s\): exit code 3/);
-      assert.deepEqual(rep.handlers[0].attempts.map((a: any) => a.exitCode), [3, 3]);
+      assert.deepEqual(
+        rep.handlers[0].attempts.map((a: any) => a.exitCode),
+        [3, 3],
+      );
       assert.match(rep.handlers[0].attempts[1].outputTail, /out-of-hook[\s\S]*err-of-hook|err-of-hook[\s\S]*out-of-hook/);
       const metrics = await get(pod.port, '/metrics');
       assert.match(metrics.body, /hook_runner_hook_handler_outcomes_total\{container="app",phase="postStart",handler="exec",outcome="failed"\} 1/);
@@ -167,7 +190,10 @@ test("the seed's budget case scaled down: grace 6 s, a 5.5 s PreStop, 1 s shutdo
       assert.equal(r.preStop!.ok, false);
       assert.doesNotMatch(r.preStop!.error ?? '', /no answer within/, 'the sidecar answered before the grace ran out');
       await until('the app logs its exit', () => pod.appEvents('app').find((e) => e.ev === 'exit'), 10_000);
-      assert.ok(pod.appEvents('app').some((e) => e.ev === 'signal' && e.sig === 'SIGTERM'), 'the app got SIGTERM');
+      assert.ok(
+        pod.appEvents('app').some((e) => e.ev === 'signal' && e.sig === 'SIGTERM'),
+        'the app got SIGTERM',
+      );
       assert.equal(r.killAt, undefined);
       const rep = await lastReport(pod, 'app', 'preStop');
       assert.equal(rep.outcome, 'deadline');
@@ -189,7 +215,9 @@ test('a handler that forks children ignoring SIGTERM is cut off with every proce
     {
       name: 'pgroup',
       graceSeconds: 5,
-      hooks: { app: { postStart: [{ exec: { command: ['sh', '-c', 'trap "" TERM; sleep 4301 & sleep 4302 & (trap "" TERM; sleep 4303; echo late > late.out) & echo started; wait'] }, timeoutSeconds: 1 }] } },
+      hooks: {
+        app: { postStart: [{ exec: { command: ['sh', '-c', 'trap "" TERM; sleep 4301 & sleep 4302 & (trap "" TERM; sleep 4303; echo late > late.out) & echo started; wait'] }, timeoutSeconds: 1 }] },
+      },
       containers: [{ name: 'app', uid: 1000 }],
     },
     async (pod) => {
@@ -350,7 +378,7 @@ test('signal with waitForExit: PreStop returns once the main process has exited'
       const ev = pod.appEvents('app');
       const quit = ev.find((e) => e.sig === 'SIGQUIT')!;
       const exit = ev.find((e) => e.ev === 'exit')!;
-      assert.ok(quit && exit && exit.t >= quit.t, 'SIGQUIT, then the app\'s own exit');
+      assert.ok(quit && exit && exit.t >= quit.t, "SIGQUIT, then the app's own exit");
       assert.ok(r.preStop!.end >= exit.t, 'PreStop answered after the app exited');
       assert.ok(!ev.some((e) => e.sig === 'SIGTERM'), 'nothing left to receive the kubelet SIGTERM');
     },
@@ -376,8 +404,23 @@ test('a missing capability makes exec fail: without SYS_CHROOT the helper cannot
   );
 });
 
-test('a uid-0 target: with the injected SETPCAP the command is narrowed to the target\'s bounding set; without it, it holds no more than the sidecar and the excess is reported', async (t) => {
-  const runtimeDefault: CapName[] = ['chown', 'dac_override', 'fowner', 'fsetid', 'kill', 'setgid', 'setuid', 'setpcap', 'net_bind_service', 'net_raw', 'sys_chroot', 'mknod', 'audit_write', 'setfcap'];
+test("a uid-0 target: with the injected SETPCAP the command is narrowed to the target's bounding set; without it, it holds no more than the sidecar and the excess is reported", async (t) => {
+  const runtimeDefault: CapName[] = [
+    'chown',
+    'dac_override',
+    'fowner',
+    'fsetid',
+    'kill',
+    'setgid',
+    'setuid',
+    'setpcap',
+    'net_bind_service',
+    'net_raw',
+    'sys_chroot',
+    'mknod',
+    'audit_write',
+    'setfcap',
+  ];
   const hooks = { app: { postStart: [{ exec: { command: ['sh', '-c', 'id -u > id.out; grep -E "^Cap(Eff|Bnd):" /proc/self/status > caps.out'] } }] } };
   for (const withSetpcap of [false, true]) {
     await withPod(
@@ -393,7 +436,13 @@ test('a uid-0 target: with the injected SETPCAP the command is narrowed to the t
         assert.equal(pod.containers.get('app')!.postStart?.ok, true);
         const work = `${pod.dir}/c-app/work`;
         assert.equal(readFileSync(`${work}/id.out`, 'utf8').trim(), '0');
-        const caps = Object.fromEntries(readFileSync(`${work}/caps.out`, 'utf8').trim().split('\n').map((l) => l.split(':\t')).map(([k, v]) => [k, BigInt(`0x${v}`)]));
+        const caps = Object.fromEntries(
+          readFileSync(`${work}/caps.out`, 'utf8')
+            .trim()
+            .split('\n')
+            .map((l) => l.split(':\t'))
+            .map(([k, v]) => [k, BigInt(`0x${v}`)]),
+        );
         const eff = capNames(caps.CapEff as bigint);
         if (!withSetpcap) {
           assert.deepEqual(eff, capNames(capMask(EXEC_CAPS.filter((c) => c !== 'setpcap'))), 'holds the sidecar set (no_new_privs caps it)');

@@ -15,11 +15,17 @@ test('the launcher bundle requires node builtins only and has no ES module impor
   const text = readFileSync(LAUNCHER, 'utf8');
   const required = [...text.matchAll(/\brequire\(\s*["']([^"']+)["']\s*\)/g)].map((m) => m[1]!);
   assert.ok(required.length > 0);
-  assert.deepEqual(required.filter((s) => !s.startsWith('node:')), []);
+  assert.deepEqual(
+    required.filter((s) => !s.startsWith('node:')),
+    [],
+  );
   // Dynamic imports: builtins loaded after readiness (node:https for Events), and the hand-over of
   // every other command to the ES module CLI.
   const imported = [...text.matchAll(/\bimport\(\s*["']([^"']+)["']\s*\)/g)].map((m) => m[1]!);
-  assert.deepEqual(imported.filter((s) => !s.startsWith('node:')), ['../cli/main.js']);
+  assert.deepEqual(
+    imported.filter((s) => !s.startsWith('node:')),
+    ['../cli/main.js'],
+  );
   for (const m of ['node:module', 'node:fs/promises']) assert.ok(!required.includes(m), `${m} is required at start`);
 });
 
@@ -36,7 +42,13 @@ test('hook-runner.cjs sidecar serves /readyz and a hook call without loading the
   writeFileSync(preload, `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify(process.moduleLoadList)));\n`);
   const port = await freePort();
   const token = 'launcher-test-token-0123456789';
-  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOOK_RUNNER_SPEC: JSON.stringify({ app: { postStart: [{ sleep: { seconds: 0 } }], preStop: [] } }), HOOK_RUNNER_TOKEN: token, HOOK_RUNNER_PORT: String(port), HOOK_RUNNER_CALLERS: 'any' };
+  const env = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOOK_RUNNER_SPEC: JSON.stringify({ app: { postStart: [{ sleep: { seconds: 0 } }], preStop: [] } }),
+    HOOK_RUNNER_TOKEN: token,
+    HOOK_RUNNER_PORT: String(port),
+    HOOK_RUNNER_CALLERS: 'any',
+  };
   const child = spawn(process.execPath, ['--require', preload, LAUNCHER, 'sidecar'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));

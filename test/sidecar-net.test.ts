@@ -17,7 +17,7 @@ import { EnvError, loadSidecarEnv } from '../sidecar/env.js';
 import { runTcp } from '../sidecar/handlers.js';
 import { KubeClient } from '../sidecar/kube.js';
 import { SidecarMetrics } from '../sidecar/metrics.js';
-import { CLI, freePort, get, kubeletCall, lastReport, missingPrerequisite, selfSignedCert, sleep, until, which, withPod, } from './harness/pod.js';
+import { CLI, freePort, get, kubeletCall, lastReport, missingPrerequisite, selfSignedCert, sleep, until, which, withPod } from './harness/pod.js';
 import { memoryLogger } from './support/https.js';
 
 const TOKEN = 't'.repeat(32);
@@ -48,7 +48,11 @@ test('HOOK_RUNNER_CALLERS / HOST_IP(S): auto by default, any, CIDRs; IPv4-mapped
     [{ HOOK_RUNNER_HOST_IPS: '10.0.0.1,10.0.0.300' }, 'HOOK_RUNNER_HOST_IPS', /"10.0.0.300"/],
   ];
   for (const [extra, variable, re] of bad) {
-    assert.throws(() => loadSidecarEnv({ ...base, ...extra }), (e: unknown) => e instanceof EnvError && e.variable === variable && e.message.startsWith(`${variable}: `) && re.test(e.message), JSON.stringify(extra));
+    assert.throws(
+      () => loadSidecarEnv({ ...base, ...extra }),
+      (e: unknown) => e instanceof EnvError && e.variable === variable && e.message.startsWith(`${variable}: `) && re.test(e.message),
+      JSON.stringify(extra),
+    );
   }
   // The CLI: exit 1, one line naming the variable.
   const r = spawnSync(process.execPath, [CLI, 'sidecar'], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...base, HOOK_RUNNER_CALLERS: '10.0.0.0/99' }, encoding: 'utf8', timeout: 15_000 });
@@ -147,13 +151,16 @@ function makePodNet(t: TestContext): PodNet {
 
 function request(o: { host: string; port: number; path: string; localAddress?: string; token?: string; method?: string }): Promise<{ status?: number; body?: string; error?: string }> {
   return new Promise((resolve) => {
-    const req = http.request({ host: o.host, port: o.port, path: o.path, method: o.method ?? 'GET', localAddress: o.localAddress, agent: false, headers: o.token ? { 'X-Hook-Runner-Token': o.token } : {} }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode, body }));
-      res.on('error', (e) => resolve({ error: e.message }));
-    });
+    const req = http.request(
+      { host: o.host, port: o.port, path: o.path, method: o.method ?? 'GET', localAddress: o.localAddress, agent: false, headers: o.token ? { 'X-Hook-Runner-Token': o.token } : {} },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode, body }));
+        res.on('error', (e) => resolve({ error: e.message }));
+      },
+    );
     req.setTimeout(15_000, () => req.destroy(new Error('no answer within 15s')));
     req.on('error', (e: NodeJS.ErrnoException) => resolve({ error: e.code ?? e.message }));
     req.end();
@@ -178,69 +185,92 @@ test('callers (auto): the gateway and loopback may call; a neighbour on the same
   const why = netMissing() ?? missingPrerequisite();
   if (why) return t.skip(why);
   const p = makePodNet(t);
-  await withPod(t, { name: 'callers', graceSeconds: 5, netns: p.ns, hooks, containers: [{ name: 'app', uid: 1000, start: false }] }, async (pod) => {
-    const at = (localAddress: string, path: string, token?: string) => request({ host: p.podIp, port: pod.port, path, localAddress, token });
-    // The neighbour, token and all: the hook call is dropped (the kubelet would report a failed hook), /last is 403.
-    const refused = await at(p.neighbour, '/v1/hooks/app/preStop', pod.token);
-    assert.ok(refused.error, `refused hook call gets no response (got ${JSON.stringify(refused)})`);
-    assert.equal((await at(p.neighbour, '/v1/hooks/app/preStop/last', pod.token)).status, 403);
-    assert.equal((await at(p.neighbour, '/v1/hooks/app/preStop/last')).status, 403, 'no hint whether the token was right');
-    // Probes and metrics stay open to everyone.
-    assert.equal((await at(p.neighbour, '/healthz')).status, 200);
-    assert.equal((await at(p.neighbour, '/readyz')).status, 200);
-    assert.equal((await at(p.neighbour, '/metrics')).status, 200);
-    // The gateway (where the kubelet calls from on a bridge CNI): nothing ran for the neighbour.
-    assert.equal((await at(p.gateway, '/v1/hooks/app/preStop/last', pod.token)).status, 404, 'the refused call ran nothing');
-    const ok = await at(p.gateway, '/v1/hooks/app/preStop', pod.token);
-    assert.equal(ok.status, 200, JSON.stringify(ok));
-    assert.equal(JSON.parse(ok.body!).outcome, 'succeeded');
-    assert.equal((await at(p.gateway, '/v1/hooks/app/preStop/last', pod.token)).status, 200);
-    // The token stays a second check for accepted callers.
-    assert.equal((await at(p.gateway, '/v1/hooks/app/preStop/last', 'x'.repeat(32))).status, 401);
-    // Loopback inside the pod: the pod itself.
-    const lo = spawnSync('ip', ['netns', 'exec', p.ns, 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', `X-Hook-Runner-Token: ${pod.token}`, `http://127.0.0.1:${pod.port}/v1/hooks/app/preStop/last`], { encoding: 'utf8', timeout: 15_000 });
-    assert.equal(lo.status, 0, `curl in the pod netns: ${lo.stderr}`);
-    assert.equal(lo.stdout, '200');
-    // IPv6: the gateway's v6 address is a gateway too; the pod's own v6 address is not (not loopback).
-    assert.equal((await request({ host: p.podIp6, port: pod.port, path: '/v1/hooks/app/preStop/last', localAddress: p.gateway6, token: pod.token })).status, 200);
+  await withPod(
+    t,
+    { name: 'callers', graceSeconds: 5, netns: p.ns, hooks, containers: [{ name: 'app', uid: 1000, start: false }] },
+    async (pod) => {
+      const at = (localAddress: string, path: string, token?: string) => request({ host: p.podIp, port: pod.port, path, localAddress, token });
+      // The neighbour, token and all: the hook call is dropped (the kubelet would report a failed hook), /last is 403.
+      const refused = await at(p.neighbour, '/v1/hooks/app/preStop', pod.token);
+      assert.ok(refused.error, `refused hook call gets no response (got ${JSON.stringify(refused)})`);
+      assert.equal((await at(p.neighbour, '/v1/hooks/app/preStop/last', pod.token)).status, 403);
+      assert.equal((await at(p.neighbour, '/v1/hooks/app/preStop/last')).status, 403, 'no hint whether the token was right');
+      // Probes and metrics stay open to everyone.
+      assert.equal((await at(p.neighbour, '/healthz')).status, 200);
+      assert.equal((await at(p.neighbour, '/readyz')).status, 200);
+      assert.equal((await at(p.neighbour, '/metrics')).status, 200);
+      // The gateway (where the kubelet calls from on a bridge CNI): nothing ran for the neighbour.
+      assert.equal((await at(p.gateway, '/v1/hooks/app/preStop/last', pod.token)).status, 404, 'the refused call ran nothing');
+      const ok = await at(p.gateway, '/v1/hooks/app/preStop', pod.token);
+      assert.equal(ok.status, 200, JSON.stringify(ok));
+      assert.equal(JSON.parse(ok.body!).outcome, 'succeeded');
+      assert.equal((await at(p.gateway, '/v1/hooks/app/preStop/last', pod.token)).status, 200);
+      // The token stays a second check for accepted callers.
+      assert.equal((await at(p.gateway, '/v1/hooks/app/preStop/last', 'x'.repeat(32))).status, 401);
+      // Loopback inside the pod: the pod itself.
+      const lo = spawnSync(
+        'ip',
+        ['netns', 'exec', p.ns, 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', `X-Hook-Runner-Token: ${pod.token}`, `http://127.0.0.1:${pod.port}/v1/hooks/app/preStop/last`],
+        { encoding: 'utf8', timeout: 15_000 },
+      );
+      assert.equal(lo.status, 0, `curl in the pod netns: ${lo.stderr}`);
+      assert.equal(lo.stdout, '200');
+      // IPv6: the gateway's v6 address is a gateway too; the pod's own v6 address is not (not loopback).
+      assert.equal((await request({ host: p.podIp6, port: pod.port, path: '/v1/hooks/app/preStop/last', localAddress: p.gateway6, token: pod.token })).status, 200);
 
-    // A bounded flood from the neighbour: 200 requests in 10 batches.
-    for (let b = 0; b < 10; b++) await Promise.all(Array.from({ length: 20 }, () => at(p.neighbour, '/v1/hooks/app/preStop/last', pod.token)));
-    const refusedLines = () => pod.sidecarLines().filter((l) => /^hook API call refused/.test(l.msg ?? ''));
-    await until('5 refusal log lines', () => refusedLines().length >= 5, 10_000);
-    assert.equal(refusedLines().length, 5, 'only the first 5 refusals of the minute are logged one by one');
-    const first = refusedLines()[0]!;
-    assert.equal(first.remote, p.neighbour);
-    assert.equal(first.setting, 'HOOK_RUNNER_CALLERS');
-    assert.match(first.accepted, new RegExp(`gateway ${p.gateway.replace(/\./g, '\\.')}`));
-    // Still serving the kubelet.
-    assert.equal((await at(p.gateway, '/v1/hooks/app/preStop/last', pod.token)).status, 200);
-    // Wrong tokens from an accepted caller are rate-limited the same way: 50 more (51 with the one above).
-    for (let b = 0; b < 5; b++) await Promise.all(Array.from({ length: 10 }, () => at(p.gateway, '/v1/hooks/app/preStop/last', 'y'.repeat(32))));
-    const tokenLines = () => pod.sidecarLines().filter((l) => /^hook call without a valid/.test(l.msg ?? '')).length;
-    await until('5 wrong-token log lines', () => tokenLines() >= 5, 10_000);
-    assert.equal(tokenLines(), 5);
-    // The summaries come at the end of the window, or at exit.
-    const stopped = await pod.stopSidecar(5);
-    assert.equal(stopped.code, 0);
-    const tokenSummary = pod.sidecarLines().filter((l) => /^further hook calls without a valid/.test(l.msg ?? ''));
-    assert.deepEqual(tokenSummary.map((l) => [l.suppressed, l.remotes]), [[46, [p.gateway]]]);
-    const summary = pod.sidecarLines().filter((l) => /^further hook API calls refused/.test(l.msg ?? ''));
-    assert.equal(summary.length, 1);
-    assert.equal(summary[0]!.suppressed, 203 - 5, '1 hook call + 2 /last + 200 flood, minus the 5 logged');
-    assert.deepEqual(summary[0]!.remotes, [p.neighbour]);
-  }, { tokenNeverLogged: true });
+      // A bounded flood from the neighbour: 200 requests in 10 batches.
+      for (let b = 0; b < 10; b++) await Promise.all(Array.from({ length: 20 }, () => at(p.neighbour, '/v1/hooks/app/preStop/last', pod.token)));
+      const refusedLines = () => pod.sidecarLines().filter((l) => /^hook API call refused/.test(l.msg ?? ''));
+      await until('5 refusal log lines', () => refusedLines().length >= 5, 10_000);
+      assert.equal(refusedLines().length, 5, 'only the first 5 refusals of the minute are logged one by one');
+      const first = refusedLines()[0]!;
+      assert.equal(first.remote, p.neighbour);
+      assert.equal(first.setting, 'HOOK_RUNNER_CALLERS');
+      assert.match(first.accepted, new RegExp(`gateway ${p.gateway.replace(/\./g, '\\.')}`));
+      // Still serving the kubelet.
+      assert.equal((await at(p.gateway, '/v1/hooks/app/preStop/last', pod.token)).status, 200);
+      // Wrong tokens from an accepted caller are rate-limited the same way: 50 more (51 with the one above).
+      for (let b = 0; b < 5; b++) await Promise.all(Array.from({ length: 10 }, () => at(p.gateway, '/v1/hooks/app/preStop/last', 'y'.repeat(32))));
+      const tokenLines = () => pod.sidecarLines().filter((l) => /^hook call without a valid/.test(l.msg ?? '')).length;
+      await until('5 wrong-token log lines', () => tokenLines() >= 5, 10_000);
+      assert.equal(tokenLines(), 5);
+      // The summaries come at the end of the window, or at exit.
+      const stopped = await pod.stopSidecar(5);
+      assert.equal(stopped.code, 0);
+      const tokenSummary = pod.sidecarLines().filter((l) => /^further hook calls without a valid/.test(l.msg ?? ''));
+      assert.deepEqual(
+        tokenSummary.map((l) => [l.suppressed, l.remotes]),
+        [[46, [p.gateway]]],
+      );
+      const summary = pod.sidecarLines().filter((l) => /^further hook API calls refused/.test(l.msg ?? ''));
+      assert.equal(summary.length, 1);
+      assert.equal(summary[0]!.suppressed, 203 - 5, '1 hook call + 2 /last + 200 flood, minus the 5 logged');
+      assert.deepEqual(summary[0]!.remotes, [p.neighbour]);
+    },
+    { tokenNeverLogged: true },
+  );
 });
 
 test('callers (CIDRs): only the listed network and loopback; the gateway is no longer accepted', async (t) => {
   const why = netMissing() ?? missingPrerequisite();
   if (why) return t.skip(why);
   const p = makePodNet(t);
-  await withPod(t, { name: 'cidrs', graceSeconds: 5, netns: p.ns, hooks, containers: [{ name: 'app', uid: 1000, start: false }], sidecarEnv: { HOOK_RUNNER_CALLERS: `::ffff:${p.neighbour}/128`, HOOK_RUNNER_HOST_IP: p.gateway } }, async (pod) => {
-    const at = (localAddress: string) => request({ host: p.podIp, port: pod.port, path: '/v1/hooks/app/preStop/last', localAddress, token: pod.token });
-    assert.equal((await at(p.neighbour)).status, 404, 'the listed address passes the caller check (no run yet)');
-    assert.equal((await at(p.gateway)).status, 403, 'neither gateway nor node address count with an explicit list');
-  });
+  await withPod(
+    t,
+    {
+      name: 'cidrs',
+      graceSeconds: 5,
+      netns: p.ns,
+      hooks,
+      containers: [{ name: 'app', uid: 1000, start: false }],
+      sidecarEnv: { HOOK_RUNNER_CALLERS: `::ffff:${p.neighbour}/128`, HOOK_RUNNER_HOST_IP: p.gateway },
+    },
+    async (pod) => {
+      const at = (localAddress: string) => request({ host: p.podIp, port: pod.port, path: '/v1/hooks/app/preStop/last', localAddress, token: pod.token });
+      assert.equal((await at(p.neighbour)).status, 404, 'the listed address passes the caller check (no run yet)');
+      assert.equal((await at(p.gateway)).status, 403, 'neither gateway nor node address count with an explicit list');
+    },
+  );
 });
 
 // ------------------------------------------------------------------------------------------------
@@ -350,7 +380,29 @@ async function fakeApi(t: TestContext): Promise<FakeApi | undefined> {
   const dir = mkdtempSync('/tmp/hook-runner-api-');
   chmodSync(dir, 0o755);
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=kubernetes', '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '1', '-keyout', `${dir}/key.pem`, '-out', `${dir}/ca.crt`], { encoding: 'utf8', timeout: 20_000 });
+  const r = spawnSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-subj',
+      '/CN=kubernetes',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+      '-days',
+      '1',
+      '-keyout',
+      `${dir}/key.pem`,
+      '-out',
+      `${dir}/ca.crt`,
+    ],
+    { encoding: 'utf8', timeout: 20_000 },
+  );
   if (r.status !== 0) return undefined;
   const { readFileSync } = await import('node:fs');
   const ca = readFileSync(`${dir}/ca.crt`, 'utf8');
@@ -487,7 +539,15 @@ test('SIGTERM while a PreStop call is still in flight after the app has exited: 
     {
       name: 'inflight',
       graceSeconds: 30,
-      hooks: { app: { shutdownSeconds: 1, preStop: [{ signal: { name: 'SIGTERM', waitForExit: true }, timeoutSeconds: 10 }, { httpGet: { host: '127.0.0.1', port: gatePort, path: '/gate' }, timeoutSeconds: 25 }] } },
+      hooks: {
+        app: {
+          shutdownSeconds: 1,
+          preStop: [
+            { signal: { name: 'SIGTERM', waitForExit: true }, timeoutSeconds: 10 },
+            { httpGet: { host: '127.0.0.1', port: gatePort, path: '/gate' }, timeoutSeconds: 25 },
+          ],
+        },
+      },
       containers: [{ name: 'app', uid: 1000, env: { APP_SHUTDOWN_MS: '10' } }],
     },
     async (pod) => {
@@ -498,7 +558,11 @@ test('SIGTERM while a PreStop call is still in flight after the app has exited: 
       await app.exited;
       process.kill(pod.sidecarPid, 'SIGTERM');
       // Either the sidecar says it waits for the call, or (the bug) it exits.
-      await until('the sidecar waits for the call in flight, or exits', () => pod.sidecarExit ?? (pod.sidecarLines().some((l) => /waiting for the hook calls in flight/.test(l.msg ?? '')) || undefined), 15_000);
+      await until(
+        'the sidecar waits for the call in flight, or exits',
+        () => pod.sidecarExit ?? (pod.sidecarLines().some((l) => /waiting for the hook calls in flight/.test(l.msg ?? '')) || undefined),
+        15_000,
+      );
       release!();
       const r = await call;
       assert.equal(r.ok, true, `the kubelet's PreStop call was answered (${r.error})`);
@@ -521,7 +585,10 @@ test('the sidecar bundle imports node builtins only (no pino, prom-client, clien
   const text = readFileSync(bundle, 'utf8');
   const specifiers = [...text.matchAll(/(?:from\s*|import\s*\(\s*)["']([^"']+)["']/g)].map((m) => m[1]!);
   assert.ok(specifiers.length > 0);
-  assert.deepEqual(specifiers.filter((s) => !s.startsWith('node:')), []);
+  assert.deepEqual(
+    specifiers.filter((s) => !s.startsWith('node:')),
+    [],
+  );
   assert.ok(!/\brequire\(/.test(text), 'no CommonJS require in the bundle');
   const { createSidecarLogger } = await import('../sidecar/log.js');
   const lines: string[] = [];
@@ -532,7 +599,10 @@ test('the sidecar bundle imports node builtins only (no pino, prom-client, clien
   assert.ok(lines[0]!.endsWith('}\n'));
   const l = JSON.parse(lines[0]!) as Record<string, any>;
   assert.deepEqual(Object.keys(l), ['level', 'time', 'name', 'container', 'token', 'headers', 'err', 'msg']);
-  assert.deepEqual([l.level, l.name, l.container, l.msg, l.token, l.headers['X-Hook-Runner-Token'], l.err.message], ['warn', 'hook-runner-sidecar', 'app', 'hook failed', '[redacted]', '[redacted]', 'boom']);
+  assert.deepEqual(
+    [l.level, l.name, l.container, l.msg, l.token, l.headers['X-Hook-Runner-Token'], l.err.message],
+    ['warn', 'hook-runner-sidecar', 'app', 'hook failed', '[redacted]', '[redacted]', 'boom'],
+  );
   assert.ok(!Number.isNaN(Date.parse(l.time)));
   assert.ok(!lines[0]!.includes('secret-'));
 });

@@ -25,7 +25,10 @@ const STATUS = `Name:\tapp\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4242\nPid
 
 test('parseStat reads pid, ppid and start time past a comm with spaces and parentheses', () => {
   const s = parseStat(STAT);
-  assert.deepEqual({ pid: s.pid, comm: s.comm, state: s.state, ppid: s.ppid, pgrp: s.pgrp, startTime: s.startTime }, { pid: 4242, comm: 'my (weird) app', state: 'S', ppid: 4200, pgrp: 4242, startTime: 987654 });
+  assert.deepEqual(
+    { pid: s.pid, comm: s.comm, state: s.state, ppid: s.ppid, pgrp: s.pgrp, startTime: s.startTime },
+    { pid: 4242, comm: 'my (weird) app', state: 'S', ppid: 4200, pgrp: 4242, startTime: 987654 },
+  );
   assert.throws(() => parseStat('garbage'), /malformed/);
 });
 
@@ -45,11 +48,36 @@ test('parseStatus reads effective uid/gid, groups and capability sets', () => {
   // The runtime default set (docker/containerd) decodes to the expected names.
   // An empty Groups line must not swallow the next line.
   assert.deepEqual(parseStatus(STATUS.replace('Groups:\t5 6 \n', 'Groups:\t\nNStgid:\t7\n')).groups, []);
-  assert.deepEqual(capNames(s.capBnd), ['chown', 'dac_override', 'fowner', 'fsetid', 'kill', 'setgid', 'setuid', 'setpcap', 'net_bind_service', 'net_raw', 'sys_chroot', 'mknod', 'audit_write', 'setfcap']);
+  assert.deepEqual(capNames(s.capBnd), [
+    'chown',
+    'dac_override',
+    'fowner',
+    'fsetid',
+    'kill',
+    'setgid',
+    'setuid',
+    'setpcap',
+    'net_bind_service',
+    'net_raw',
+    'sys_chroot',
+    'mknod',
+    'audit_write',
+    'setfcap',
+  ]);
 });
 
 test('containerProcesses and chooseMain: marker, zombies, our own descendants; the main process is one the runtime started (PPid 0), earliest in its mount namespace', () => {
-  const e = (pid: number, ppid: number, startTime: number, marker?: string, state = 'S', mntNs?: string) => ({ pid, ppid, startTime, marker, state, comm: 'x', pgrp: pid, unreadable: false, ...(mntNs ? { mntNs } : {}) });
+  const e = (pid: number, ppid: number, startTime: number, marker?: string, state = 'S', mntNs?: string) => ({
+    pid,
+    ppid,
+    startTime,
+    marker,
+    state,
+    comm: 'x',
+    pgrp: pid,
+    unreadable: false,
+    ...(mntNs ? { mntNs } : {}),
+  });
   const entries = [
     e(1, 0, 1),
     e(10, 0, 100, 'app', 'S', 'mnt:[1]'), // the app's main process: its parent is outside the pod's PID namespace
@@ -64,7 +92,10 @@ test('containerProcesses and chooseMain: marker, zombies, our own descendants; t
   ];
   const snap: ProcSnapshot = { unreadable: 0, entries };
   const procs = containerProcesses(snap, 'app', 20);
-  assert.deepEqual(procs.map((p) => p.pid), [10, 11, 31, 32, 40]);
+  assert.deepEqual(
+    procs.map((p) => p.pid),
+    [10, 11, 31, 32, 40],
+  );
   const main = mainProcess(procs)!;
   assert.equal(main.pid, 10);
   assert.equal(runId(main), '10@100');
@@ -75,12 +106,25 @@ test('containerProcesses and chooseMain: marker, zombies, our own descendants; t
   const hostile = containerProcesses({ unreadable: 0, entries: [...entries, e(50, 0, 10, 'app', 'S', 'mnt:[2]')] }, 'app', 20);
   const choice = chooseMain(hostile);
   assert.equal(choice.main, undefined);
-  assert.deepEqual(choice.conflict?.map((p) => p.pid), [50, 10]);
+  assert.deepEqual(
+    choice.conflict?.map((p) => p.pid),
+    [50, 10],
+  );
   // A namespace that could not be read never matches another.
-  assert.deepEqual(chooseMain([e(10, 0, 100, 'app'), e(40, 0, 500, 'app')]).conflict?.map((p) => p.pid), [10, 40]);
+  assert.deepEqual(
+    chooseMain([e(10, 0, 100, 'app'), e(40, 0, 500, 'app')]).conflict?.map((p) => p.pid),
+    [10, 40],
+  );
 });
 
-const h = (over: Partial<CommonFields> = {}, action: HandlerAction = { kind: 'sleep', action: { seconds: 0 } }): HandlerSpec => ({ ...action, timeoutSeconds: 5, retries: 0, retryDelaySeconds: 1, continueOnError: false, ...over });
+const h = (over: Partial<CommonFields> = {}, action: HandlerAction = { kind: 'sleep', action: { seconds: 0 } }): HandlerSpec => ({
+  ...action,
+  timeoutSeconds: 5,
+  retries: 0,
+  retryDelaySeconds: 1,
+  continueOnError: false,
+  ...over,
+});
 
 test('retry schedule doubles from retryDelaySeconds, matching the admission budget', () => {
   assert.deepEqual(retrySchedule(h({ retries: 4, retryDelaySeconds: 1 })), [1000, 2000, 4000, 8000]);
@@ -108,8 +152,14 @@ test('runHandlerList: retries until success, continueOnError goes on, a failure 
   assert.deepEqual(calls, [0, 0, 0, 1, 2]);
   assert.equal(r.ok, false);
   assert.equal(r.outcome, 'failed');
-  assert.deepEqual(r.handlers.map((x) => x.outcome), ['succeeded', 'failed', 'failed', 'skipped']);
-  assert.deepEqual(r.handlers[0]!.attempts.map((a) => a.outcome), ['failed', 'failed', 'succeeded']);
+  assert.deepEqual(
+    r.handlers.map((x) => x.outcome),
+    ['succeeded', 'failed', 'failed', 'skipped'],
+  );
+  assert.deepEqual(
+    r.handlers[0]!.attempts.map((a) => a.outcome),
+    ['failed', 'failed', 'succeeded'],
+  );
   assert.match(r.reason!, /handler \[2\] sleep failed after 1 attempt\(s\): nope/);
 });
 
@@ -122,7 +172,10 @@ test('runHandlerList: a per-attempt timeout counts as a failed attempt and is re
   };
   const r = await runHandlerList([h({ timeoutSeconds: 0.05, retries: 1, retryDelaySeconds: 0.001 })], { execute });
   assert.equal(r.ok, true);
-  assert.deepEqual(r.handlers[0]!.attempts.map((a) => a.outcome), ['timeout', 'succeeded']);
+  assert.deepEqual(
+    r.handlers[0]!.attempts.map((a) => a.outcome),
+    ['timeout', 'succeeded'],
+  );
 });
 
 /** Lets promise continuations run (and schedule their timers) between steps of a mocked clock. */
@@ -157,9 +210,12 @@ test('runHandlerList: the deadline cuts the running attempt at once and skips th
   assert.equal(r, undefined, 'still within the 50 ms an aborted attempt gets');
   await advance(t, 1);
   const res = r as Awaited<ReturnType<typeof runHandlerList>> | undefined; // set by the .then above
-  assert.ok(res, 'answered 50 ms after the deadline, not after the handler\'s 10 s cleanup');
+  assert.ok(res, "answered 50 ms after the deadline, not after the handler's 10 s cleanup");
   assert.equal(res.outcome, 'deadline');
-  assert.deepEqual(res.handlers.map((x) => x.outcome), ['deadline', 'skipped']);
+  assert.deepEqual(
+    res.handlers.map((x) => x.outcome),
+    ['deadline', 'skipped'],
+  );
   assert.equal(res.handlers[0]!.attempts[0]!.durationMs, 80);
 });
 
@@ -169,7 +225,15 @@ function serviceFor(t: TestContext, spec: unknown, graceSeconds: number): HookSe
   t.after(() => rmSync(procRoot, { recursive: true, force: true }));
   const log: Logger = { debug() {}, info() {}, warn() {}, error() {} } as unknown as Logger;
   const kube = { event() {}, flush: async () => {} } as unknown as KubeClient;
-  const env = { spec: parseSpecJson(JSON.stringify(spec)), token: 't'.repeat(32), port: 1, graceSeconds, eventOutput: false, callers: { mode: 'any' }, pod: { name: 'p', namespace: 'n', uid: 'u', node: 'x' } } as unknown as SidecarEnv;
+  const env = {
+    spec: parseSpecJson(JSON.stringify(spec)),
+    token: 't'.repeat(32),
+    port: 1,
+    graceSeconds,
+    eventOutput: false,
+    callers: { mode: 'any' },
+    pod: { name: 'p', namespace: 'n', uid: 'u', node: 'x' },
+  } as unknown as SidecarEnv;
   return new HookService({ env, log, metrics: new SidecarMetrics(), kube, tools: undefined, self: { capEff: 0n, capPrm: 0n }, procRoot });
 }
 
@@ -188,7 +252,10 @@ test('PreStop deadline, on a mocked clock: grace 6 s, shutdown 1 s, a 5.5 s slee
   assert.equal(Date.parse(rep.arrivedAt), 1_000_000);
   assert.equal(Date.parse(rep.deadlineAt!), 1_000_000 + (6 - 1) * 1000 - DEADLINE_MARGIN_MS);
   assert.equal(Date.parse(rep.finishedAt), Date.parse(rep.deadlineAt!));
-  assert.deepEqual(rep.handlers.map((x) => x.outcome), ['deadline']);
+  assert.deepEqual(
+    rep.handlers.map((x) => x.outcome),
+    ['deadline'],
+  );
 });
 
 test('discovery wait, on a mocked clock: an exec hook whose container never shows fails after exactly the 10 s bound', async (t) => {
@@ -239,7 +306,7 @@ test('HookRegistry: joins in flight, returns the stored result, starts afresh fo
   assert.equal(reg.join('app', 'postStart', undefined, () => Promise.resolve('z')).joined, false);
 });
 
-test('planExec: the helper gets the target\'s uid, gid and groups, then exactly the argv; no namespace is entered', () => {
+test("planExec: the helper gets the target's uid, gid and groups, then exactly the argv; no namespace is entered", () => {
   const six = capMask(['sys_ptrace', 'dac_read_search', 'sys_chroot', 'setuid', 'setgid', 'kill']);
   const tools = { helper: '/app/dist/sidecar/hook-exec' };
   const p = planExec(['/bin/sh', '-c', 'id'], { uid: 1000, gid: 2000, groups: [5, 7], capBnd: 0n }, { capEff: six, capPrm: six }, tools);
@@ -249,7 +316,7 @@ test('planExec: the helper gets the target\'s uid, gid and groups, then exactly 
   assert.deepEqual(q.args, ['--uid', '1000', '--gid', '1000', '--groups', '', '--', 'true']);
 });
 
-test('planExec: with SETPCAP the bounding set is narrowed to target ∩ sidecar (any uid); without it a uid-0 target\'s excess is reported', () => {
+test("planExec: with SETPCAP the bounding set is narrowed to target ∩ sidecar (any uid); without it a uid-0 target's excess is reported", () => {
   const six = capMask(['sys_ptrace', 'dac_read_search', 'sys_chroot', 'setuid', 'setgid', 'kill']);
   const target = { uid: 0, gid: 0, groups: [], capBnd: capMask(['chown', 'kill', 'setuid', 'setgid', 'sys_chroot']) };
   const tools = { helper: '/h' };
@@ -292,9 +359,23 @@ test('loadSidecarEnv: every bad variable is named in one message', () => {
     [{ ...ok, HOOK_RUNNER_EVENT_OUTPUT: 'yes' }, 'HOOK_RUNNER_EVENT_OUTPUT'],
   ];
   for (const [e, variable] of bad) {
-    assert.throws(() => loadSidecarEnv(e), (err: unknown) => err instanceof EnvError && err.variable === variable && err.message.startsWith(`${variable}: `), variable);
+    assert.throws(
+      () => loadSidecarEnv(e),
+      (err: unknown) => err instanceof EnvError && err.variable === variable && err.message.startsWith(`${variable}: `),
+      variable,
+    );
   }
-  assert.match((() => { try { loadSidecarEnv(bad[2]![0]); } catch (e) { return (e as Error).message; } return ''; })(), /app\.preStop\[0\]\.sleep\.seconds/);
+  assert.match(
+    (() => {
+      try {
+        loadSidecarEnv(bad[2]![0]);
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return '';
+    })(),
+    /app\.preStop\[0\]\.sleep\.seconds/,
+  );
 });
 
 test('Tail keeps only the last bytes and marks the cut', () => {

@@ -85,7 +85,10 @@ test('self-signed bundle: server certificate verifies against the CA for localho
 
 test('issueServingCert refuses bad names with the index and the value', () => {
   const ca = makeCa({ validityDays: 1 });
-  assert.throws(() => issueServingCert({ ca, dnsNames: ['ok', 'not a name'] }), (e: unknown) => e instanceof TlsError && e.message === 'dnsNames[1]: "not a name" is not a DNS name');
+  assert.throws(
+    () => issueServingCert({ ca, dnsNames: ['ok', 'not a name'] }),
+    (e: unknown) => e instanceof TlsError && e.message === 'dnsNames[1]: "not a name" is not a DNS name',
+  );
   assert.throws(() => issueServingCert({ ca, dnsNames: ['ok'], ipAddresses: ['300.1.1.1'] }), /ipAddresses\[0\]: "300.1.1.1" is not an IP address/);
   assert.throws(() => makeCa({ validityDays: 0 }), /validityDays: must be a whole number of days 1-3650, got 0/);
 });
@@ -108,12 +111,24 @@ test('loadKeyPairFiles: errors name the file and what was expected', () => {
   const key = join(dir, 'tls.key');
   writeFileSync(cert, a.cert);
   writeFileSync(key, b.key);
-  assert.throws(() => loadKeyPairFiles(cert, key), (e: unknown) => e instanceof TlsError && e.message.startsWith(`${key}: this private key does not belong to the certificate in ${cert}`));
-  assert.throws(() => loadKeyPairFiles(join(dir, 'missing.crt'), key), (e: unknown) => e instanceof TlsError && e.message === `--tls-cert-file ${join(dir, 'missing.crt')}: cannot read: ENOENT`);
+  assert.throws(
+    () => loadKeyPairFiles(cert, key),
+    (e: unknown) => e instanceof TlsError && e.message.startsWith(`${key}: this private key does not belong to the certificate in ${cert}`),
+  );
+  assert.throws(
+    () => loadKeyPairFiles(join(dir, 'missing.crt'), key),
+    (e: unknown) => e instanceof TlsError && e.message === `--tls-cert-file ${join(dir, 'missing.crt')}: cannot read: ENOENT`,
+  );
   writeFileSync(key, 'not a key');
-  assert.throws(() => loadKeyPairFiles(cert, key), (e: unknown) => e instanceof TlsError && e.message.startsWith(`${key}: not a PEM private key`));
+  assert.throws(
+    () => loadKeyPairFiles(cert, key),
+    (e: unknown) => e instanceof TlsError && e.message.startsWith(`${key}: not a PEM private key`),
+  );
   writeFileSync(cert, 'garbage');
-  assert.throws(() => loadKeyPairFiles(cert, key), (e: unknown) => e instanceof TlsError && e.message.startsWith(`${cert}: not a PEM certificate`));
+  assert.throws(
+    () => loadKeyPairFiles(cert, key),
+    (e: unknown) => e instanceof TlsError && e.message.startsWith(`${cert}: not a PEM certificate`),
+  );
   writeFileSync(cert, a.cert);
   writeFileSync(key, a.key);
   assert.equal(normSerial(loadKeyPairFiles(cert, key).info.serialNumber), serialOf(a.cert));
@@ -255,13 +270,26 @@ test('Go crypto/x509 rejects what it must (the checker is not a rubber stamp)', 
   const other = makeCa();
   const legacy = legacyGoUnparseableBundle(['localhost']);
   const results = await check({
-    parse: [{ name: 'junk', pem: '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n' }, { name: 'leaf as CA', pem: b.cert, role: 'ca' }, { name: 'legacy CA', pem: legacy.ca.cert }],
+    parse: [
+      { name: 'junk', pem: '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n' },
+      { name: 'leaf as CA', pem: b.cert, role: 'ca' },
+      { name: 'legacy CA', pem: legacy.ca.cert },
+    ],
     verify: [
       { name: 'wrong CA', roots: other.cert, leaf: b.cert, dnsNames: ['localhost'] },
       { name: 'wrong name', roots: b.caCert, leaf: b.cert, dnsNames: ['other.example'] },
     ],
   });
-  assert.deepEqual(results.map((r) => [r.name, r.ok]), [['junk', false], ['leaf as CA', false], ['legacy CA', false], ['wrong CA', false], ['wrong name', false]]);
+  assert.deepEqual(
+    results.map((r) => [r.name, r.ok]),
+    [
+      ['junk', false],
+      ['leaf as CA', false],
+      ['legacy CA', false],
+      ['wrong CA', false],
+      ['wrong name', false],
+    ],
+  );
   assert.match(String(results[0]?.error), /x509|asn1/);
   assert.match(String(results[2]?.error), /invalid PrintableString/);
   assert.match(String(results[3]?.error), /unknown authority/);

@@ -43,7 +43,10 @@ test('every skip and denial reason of the webhook is explained', () => {
 
 test('every HTTP rejection reason of the webhook is named', () => {
   const reasons = unionLiterals(read('webhook', 'metrics.ts'), 'RejectReason');
-  assert.deepEqual(reasons.filter((r) => !flat.includes(`\`${r}\``)), []);
+  assert.deepEqual(
+    reasons.filter((r) => !flat.includes(`\`${r}\``)),
+    [],
+  );
 });
 
 /** A regular expression for the messages a template literal (or plain string) of the code produces. */
@@ -134,11 +137,19 @@ test('docs/annotations.md lists every label and annotation of common/names.ts, a
     .map(([, v]) => v as string);
   assert.ok(keys.length >= 4, `names.ts has ${keys.length} labels and annotations`);
   const rows = [...ref.matchAll(/^\| `(hook-runner\.dev\/[\w.-]+)` \|/gm)].map((m) => m[1]!);
-  assert.deepEqual(keys.filter((k) => !rows.includes(k)), [], 'each name of common/names.ts has a row');
+  assert.deepEqual(
+    keys.filter((k) => !rows.includes(k)),
+    [],
+    'each name of common/names.ts has a row',
+  );
   // The per-pod adoption opt-in is a fixed name (issue 14) whose constant comes with the adoption
   // work; any other row must be a name of the code.
   const known = new Set([...keys, 'hook-runner.dev/adopt-native']);
-  assert.deepEqual(rows.filter((r) => !known.has(r)), [], 'each row is a name of the code');
+  assert.deepEqual(
+    rows.filter((r) => !known.has(r)),
+    [],
+    'each row is a name of the code',
+  );
   for (const v of [names.NAMESPACE_INJECTION_ENABLED, names.NAMESPACE_INJECTION_DISABLED]) assert.ok(ref.includes(`\`${v}\``), `value ${v}`);
 });
 

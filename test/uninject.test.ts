@@ -113,13 +113,16 @@ test('an older status record without the restore fields: hook-runner handlers ar
   assert.match(back!.warnings.join('\n'), /older hook-runner/);
 });
 
-test('a status annotation that is not hook-runner\'s record is an error naming the document and field', () => {
+test("a status annotation that is not hook-runner's record is an error naming the document and field", () => {
   const pod = { kind: 'Pod', metadata: { name: 'web', annotations: { [ANNOTATION_STATUS]: '{"version":1,"mode":"sideways","port":1,"containers":[]}' } }, spec: { containers: [] } };
-  assert.throws(() => uninjectDocuments([{ kind: 'ConfigMap' }, pod]), (e: unknown) => {
-    assert.ok(e instanceof UninjectError);
-    assert.match(e.message, /^document 2 \(Pod web\): metadata\.annotations\[hook-runner\.dev\/status\]\.mode: is "sideways"; expected native or container/);
-    return true;
-  });
+  assert.throws(
+    () => uninjectDocuments([{ kind: 'ConfigMap' }, pod]),
+    (e: unknown) => {
+      assert.ok(e instanceof UninjectError);
+      assert.match(e.message, /^document 2 \(Pod web\): metadata\.annotations\[hook-runner\.dev\/status\]\.mode: is "sideways"; expected native or container/);
+      return true;
+    },
+  );
 });
 
 test('CLI: uninject of inject output from stdin and a file gives back the input; -o json; usage errors exit 2', () => {

@@ -64,7 +64,13 @@ test('webhook in a pod: Secret certificate, caBundle, mode from /version, Pod Se
     assert.ok(secret?.data?.['ca.crt'], 'the certificate is kept in the Secret');
     const ca = Buffer.from(secret.data['ca.crt'], 'base64').toString();
     const mwc = fake.get('mutatingwebhookconfigurations', 'hook-runner') as { webhooks: Array<{ clientConfig: { caBundle?: string } }> };
-    assert.equal(Buffer.from(mwc.webhooks[0]!.clientConfig.caBundle ?? '', 'base64').toString().trim(), ca.trim(), 'caBundle patched with the Secret\'s CA');
+    assert.equal(
+      Buffer.from(mwc.webhooks[0]!.clientConfig.caBundle ?? '', 'base64')
+        .toString()
+        .trim(),
+      ca.trim(),
+      "caBundle patched with the Secret's CA",
+    );
 
     const post = (body: unknown) =>
       request({ port, method: 'POST', path: '/mutate', ca, servername: `hook-runner.${NS}.svc`, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -75,7 +81,11 @@ test('webhook in a pod: Secret certificate, caBundle, mode from /version, Pod Se
     const ok = (await post(allowed)).json() as { response: { allowed: boolean; patch: string } };
     assert.equal(ok.response.allowed, true);
     const patched = applyPatch(allowed.request.object, JSON.parse(Buffer.from(ok.response.patch, 'base64').toString()));
-    assert.deepEqual(patched.spec.containers.map((c: { name: string }) => c.name), ['hook-runner', 'app'], 'container mode puts the sidecar first among containers');
+    assert.deepEqual(
+      patched.spec.containers.map((c: { name: string }) => c.name),
+      ['hook-runner', 'app'],
+      'container mode puts the sidecar first among containers',
+    );
 
     stop.abort();
     assert.equal(await running, 0);
@@ -85,7 +95,11 @@ test('webhook in a pod: Secret certificate, caBundle, mode from /version, Pod Se
       stop.abort();
       await running.catch(() => 1);
     }
-    for (const [k, v] of [['KUBERNETES_SERVICE_HOST', saved.host], ['KUBECONFIG', saved.kubeconfig], ['POD_NAMESPACE', saved.ns]] as const) {
+    for (const [k, v] of [
+      ['KUBERNETES_SERVICE_HOST', saved.host],
+      ['KUBECONFIG', saved.kubeconfig],
+      ['POD_NAMESPACE', saved.ns],
+    ] as const) {
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
     }

@@ -20,7 +20,7 @@ import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { ANNOTATION_ADOPT_NATIVE, ANNOTATION_HOOKS, ANNOTATION_STATUS, ENV_TOKEN, SIDECAR_CONTAINER_NAME } from '../common/names.js';
 import { defaultConfig } from '../webhook/core/config.js';
 import { createWebhookMetrics } from '../webhook/metrics.js';
-import { DEFAULT_BODY_LIMIT_BYTES, startWebhookServer, type StartWebhookServerOptions, } from '../webhook/server.js';
+import { DEFAULT_BODY_LIMIT_BYTES, startWebhookServer, type StartWebhookServerOptions } from '../webhook/server.js';
 import { issueServingCert, makeCa, makeSelfSignedBundle, staticTlsProvider, webhookServingNames } from '../webhook/cluster/tls.js';
 import { runWebhookCli } from '../webhook/cli.js';
 import { memoryLogger, request, waitFor, type LogLine, type Reply } from './support/https.js';
@@ -185,10 +185,15 @@ test('POST /mutate: a dryRun request gets the same answer (the token aside, whic
     const pod = jsonpatch.applyPatch(structuredClone(review.request.object), decodePatch(res), true, false).newDocument as V1Pod;
     const token = pod.spec?.initContainers?.[0]?.env?.find((e) => e.name === ENV_TOKEN)?.value;
     assert.ok(token, 'the sidecar carries a token');
-    return JSON.stringify({ ...res, response: { ...res.response, patch: undefined }, pod }).split(token).join('<token>');
+    return JSON.stringify({ ...res, response: { ...res.response, patch: undefined }, pod })
+      .split(token)
+      .join('<token>');
   };
   assert.equal(await normalised(true), await normalised(false));
-  assert.deepEqual(admissionLines(lines).map((l) => l.dryRun), [true, undefined]);
+  assert.deepEqual(
+    admissionLines(lines).map((l) => l.dryRun),
+    [true, undefined],
+  );
 });
 
 test('POST /mutate: malformed requests get HTTP 400 with a message saying what was expected', async (t) => {
@@ -216,7 +221,16 @@ test('POST /mutate: malformed requests get HTTP 400 with a message saying what w
   assert.equal(error(gzip), 'content-encoding "br" is not accepted; send the AdmissionReview as uncompressed UTF-8 JSON');
 
   const rejected = lines.filter((l) => l.msg === 'request rejected');
-  assert.deepEqual(rejected.map((l) => [l.level, l.status]), [['warn', 400], ['warn', 400], ['warn', 400], ['warn', 400], ['warn', 415]]);
+  assert.deepEqual(
+    rejected.map((l) => [l.level, l.status]),
+    [
+      ['warn', 400],
+      ['warn', 400],
+      ['warn', 400],
+      ['warn', 400],
+      ['warn', 415],
+    ],
+  );
   assert.equal(admissionLines(lines).length, 0, 'no admission line for a request that was not reviewed');
 });
 
@@ -309,9 +323,15 @@ function worstCasePods(): Array<{ name: string; pod: V1Pod; expect: string }> {
   const body = DEFAULT_BODY_LIMIT_BYTES - 160 * 1024;
   const pod = (annotations: Record<string, string>, spec: V1Pod['spec']): V1Pod => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'worst', annotations }, spec });
   const keyLines = annotationOf((i) => `c${i}: {}\n`);
-  const keys = keyLines.trim().split('\n').map((l) => l.slice(0, l.indexOf(':')));
+  const keys = keyLines
+    .trim()
+    .split('\n')
+    .map((l) => l.slice(0, l.indexOf(':')));
   const hookedLines = annotationOf((i) => `c${i}: {preStop: [sleep: {seconds: 0}]}\n`);
-  const hookedKeys = hookedLines.trim().split('\n').map((l) => l.slice(0, l.indexOf(':')));
+  const hookedKeys = hookedLines
+    .trim()
+    .split('\n')
+    .map((l) => l.slice(0, l.indexOf(':')));
   // Other containers, filling what the named ones leave of the body.
   const among = (named: V1Container[]) => [...fillTo((i) => ({ name: `d${i}`, image: 'i' }), body - JSON.stringify(named).length), ...named];
   const keyContainers = among(keys.map((k) => ({ name: k, image: 'i' })));
@@ -320,14 +340,22 @@ function worstCasePods(): Array<{ name: string; pod: V1Pod; expect: string }> {
   return [
     {
       name: 'every port 1024-65535 declared',
-      pod: pod(oneHook, { containers: [{ name: 'app', image: 'i' }, { name: 'all', image: 'i', ports: Array.from({ length: 65535 - 1024 + 1 }, (_, i) => ({ containerPort: 1024 + i })) }] }),
+      pod: pod(oneHook, {
+        containers: [
+          { name: 'app', image: 'i' },
+          { name: 'all', image: 'i', ports: Array.from({ length: 65535 - 1024 + 1 }, (_, i) => ({ containerPort: 1024 + i })) },
+        ],
+      }),
       expect: 'denied',
     },
     { name: `${keys.length} annotation keys among ${keyContainers.length} containers`, pod: pod({ [ANNOTATION_HOOKS]: keyLines }, { containers: keyContainers }), expect: 'skipped' },
     { name: `${hookedKeys.length} hooked containers among ${hookedContainers.length}`, pod: pod({ [ANNOTATION_HOOKS]: hookedLines }, { containers: hookedContainers }), expect: 'denied' },
     {
       name: 'named-port lookups among 150k ports',
-      pod: pod({ [ANNOTATION_HOOKS]: annotationOf(() => '  - tcpSocket: {port: zz}\n', 'app:\n  preStop:\n') }, { containers: [{ name: 'app', image: 'i', ports: [...fillTo((i) => ({ name: `p${i}`, containerPort: 1 + (i % 1000) }), body), { name: 'zz', containerPort: 80 }] }] }),
+      pod: pod(
+        { [ANNOTATION_HOOKS]: annotationOf(() => '  - tcpSocket: {port: zz}\n', 'app:\n  preStop:\n') },
+        { containers: [{ name: 'app', image: 'i', ports: [...fillTo((i) => ({ name: `p${i}`, containerPort: 1 + (i % 1000) }), body), { name: 'zz', containerPort: 80 }] }] },
+      ),
       expect: 'denied',
     },
     {
@@ -376,7 +404,9 @@ test('worst inputs under the size limits: each is answered, and /healthz keeps a
       const res = reviewOf(r).response;
       const line = admissionLines(lines).find((l) => l.uid === review.request.uid)!;
       assert.equal(line.outcome, c.expect, `${c.name}: ${res.status?.message ?? ''}`);
-      t.diagnostic(`${c.name}: ${(body.length / 1024 / 1024).toFixed(2)} MiB, ${line.outcome}${line.reason ? ` (${String(line.reason)})` : ''}, admission ${Number(line.latencyMs).toFixed(0)} ms, response ${(r.text.length / 1024).toFixed(0)} KiB`);
+      t.diagnostic(
+        `${c.name}: ${(body.length / 1024 / 1024).toFixed(2)} MiB, ${line.outcome}${line.reason ? ` (${String(line.reason)})` : ''}, admission ${Number(line.latencyMs).toFixed(0)} ms, response ${(r.text.length / 1024).toFixed(0)} KiB`,
+      );
       // Between two admissions the health poller gets its turn.
       await waitFor(`/healthz answered after ${c.name}`, () => health.ok > before, { tries: 200, intervalMs: 25 });
     }
@@ -385,7 +415,9 @@ test('worst inputs under the size limits: each is answered, and /healthz keeps a
     delay.disable();
     await poller;
   }
-  t.diagnostic(`worst admission ${Math.max(...admissionLines(lines).map((l) => Number(l.latencyMs))).toFixed(0)} ms; event loop delay max ${(delay.max / 1e6).toFixed(0)} ms; /healthz answered ${health.ok} times meanwhile`);
+  t.diagnostic(
+    `worst admission ${Math.max(...admissionLines(lines).map((l) => Number(l.latencyMs))).toFixed(0)} ms; event loop delay max ${(delay.max / 1e6).toFixed(0)} ms; /healthz answered ${health.ok} times meanwhile`,
+  );
   assert.deepEqual(health.failed, []);
 });
 
@@ -482,10 +514,13 @@ test('graceful close: a keep-alive connection is closed after its last response 
   let finish!: () => void;
   let socketClosed = false;
   const reply = new Promise<number>((resolve, reject) => {
-    const req = https.request({ host: '127.0.0.1', port, method: 'POST', path: '/mutate', ca, agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
+    const req = https.request(
+      { host: '127.0.0.1', port, method: 'POST', path: '/mutate', ca, agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
     req.on('socket', (sock) => sock.once('close', () => (socketClosed = true)));
     req.on('error', reject);
     req.write(body.slice(0, 10));
@@ -570,7 +605,11 @@ test('hook-runner webhook --self-signed (in-process): CA on stderr verifies the 
   const c = capture();
   const { logger, lines } = memoryLogger();
   const stop = new AbortController();
-  const done = runWebhookCli(['--self-signed', '--listen', '127.0.0.1:0', '--service-name', 'hooks', '--service-namespace', 'ops', '--config', join(dir, 'config.yaml')], { ...c.io, logger, stop: stop.signal });
+  const done = runWebhookCli(['--self-signed', '--listen', '127.0.0.1:0', '--service-name', 'hooks', '--service-namespace', 'ops', '--config', join(dir, 'config.yaml')], {
+    ...c.io,
+    logger,
+    stop: stop.signal,
+  });
   const listening = await waitFor('the listening log line', () => lines.find((l) => l.msg.startsWith('webhook listening on 127.0.0.1:')));
   const port = Number(listening.port);
   assert.ok(port > 0);

@@ -14,16 +14,7 @@ import type { InCluster } from './cluster/in-cluster.js';
 import { ConfigError, loadConfig, type Config } from './core/config.js';
 import { createWebhookMetrics } from './metrics.js';
 import { DEFAULT_SHUTDOWN_TIMEOUT_MS, formatHostPort, startWebhookServer, type ListenAddress, type WebhookServer } from './server.js';
-import {
-  DEFAULT_SERVICE_NAME,
-  DEFAULT_SERVICE_NAMESPACE,
-  TlsError,
-  fileTlsProvider,
-  makeSelfSignedBundle,
-  staticTlsProvider,
-  webhookServingNames,
-  type TlsProvider,
-} from './cluster/tls.js';
+import { DEFAULT_SERVICE_NAME, DEFAULT_SERVICE_NAMESPACE, TlsError, fileTlsProvider, makeSelfSignedBundle, staticTlsProvider, webhookServingNames, type TlsProvider } from './cluster/tls.js';
 
 export const DEFAULT_LISTEN = '0.0.0.0:8443';
 /** After SIGTERM: time for the pod's removal from the Service endpoints to reach the API server. */
@@ -78,10 +69,7 @@ export interface WebhookCliIo {
 export function resolveSidecarModeOffline(config: Config, logger: Logger): ResolvedMode {
   const mode = config.sidecar.mode;
   if (mode === 'native' || mode === 'container') return mode;
-  logger.info(
-    { configured: mode, resolved: 'native' },
-    'not running in a cluster: sidecar.mode auto resolves to native (set sidecar.mode: container in --config for clusters older than 1.29)',
-  );
+  logger.info({ configured: mode, resolved: 'native' }, 'not running in a cluster: sidecar.mode auto resolves to native (set sidecar.mode: container in --config for clusters older than 1.29)');
   return 'native';
 }
 

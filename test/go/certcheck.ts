@@ -106,5 +106,9 @@ function runCertCheck(bin: string, checks: CertChecks): Promise<CheckResult[]> {
 export function assertAllOk(results: CheckResult[], what: string): void {
   assert.ok(results.length > 0, `${what}: no checks ran`);
   const failed = results.filter((r) => !r.ok);
-  assert.deepEqual(failed.map((r) => `${r.check} ${r.name}: ${r.error ?? ''}`), [], `${what}: Go's crypto/x509 / crypto/tls refused`);
+  assert.deepEqual(
+    failed.map((r) => `${r.check} ${r.name}: ${r.error ?? ''}`),
+    [],
+    `${what}: Go's crypto/x509 / crypto/tls refused`,
+  );
 }

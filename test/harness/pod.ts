@@ -255,14 +255,23 @@ export class Pod {
   /** Events the fake app wrote. */
   appEvents(name: string): Array<Record<string, any>> {
     try {
-      return readFileSync(this.log(name), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, any>);
+      return readFileSync(this.log(name), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, any>);
     } catch {
       return [];
     }
   }
 
   sidecarLines(): Array<Record<string, any>> {
-    return this.sidecarLog.map((l) => { try { return JSON.parse(l) as Record<string, any>; } catch { return { raw: l }; } });
+    return this.sidecarLog.map((l) => {
+      try {
+        return JSON.parse(l) as Record<string, any>;
+      } catch {
+        return { raw: l };
+      }
+    });
   }
 
   static async start(def: PodDef): Promise<Pod> {
@@ -289,7 +298,19 @@ export class Pod {
     if (this.def.serviceAccountDir) {
       // As the kubelet mounts it: a tmpfs over /run, only in the pod's mount namespace.
       const sa = '/run/secrets/kubernetes.io/serviceaccount';
-      const r = spawnSync('nsenter', ['--target', String(this.initPid), '--mount', '--', 'sh', '-c', `mount -t tmpfs -o mode=0755 hr-run /run && mkdir -p ${sa} && cp ${q(this.def.serviceAccountDir)}/* ${sa}/ && chmod -R a+rX /run/secrets`], { encoding: 'utf8', timeout: 10_000 });
+      const r = spawnSync(
+        'nsenter',
+        [
+          '--target',
+          String(this.initPid),
+          '--mount',
+          '--',
+          'sh',
+          '-c',
+          `mount -t tmpfs -o mode=0755 hr-run /run && mkdir -p ${sa} && cp ${q(this.def.serviceAccountDir)}/* ${sa}/ && chmod -R a+rX /run/secrets`,
+        ],
+        { encoding: 'utf8', timeout: 10_000 },
+      );
       if (r.status !== 0) throw new Error(`cannot mount the service-account files: ${r.stderr}`);
     }
     await this.startSidecar();
@@ -301,7 +322,12 @@ export class Pod {
     const manifest = {
       apiVersion: 'v1',
       kind: 'Pod',
-      metadata: { name: this.def.name, namespace: 'harness', uid: `uid-${this.def.name}`, annotations: { 'hook-runner.dev/hooks': typeof this.def.hooks === 'string' ? this.def.hooks : JSON.stringify(this.def.hooks) } },
+      metadata: {
+        name: this.def.name,
+        namespace: 'harness',
+        uid: `uid-${this.def.name}`,
+        annotations: { 'hook-runner.dev/hooks': typeof this.def.hooks === 'string' ? this.def.hooks : JSON.stringify(this.def.hooks) },
+      },
       spec: { terminationGracePeriodSeconds: this.def.graceSeconds, containers: this.def.containers.map((c) => ({ name: c.name, image: 'harness/fake-app' })) },
     };
     writeFileSync(join(this.dir, 'pod.yaml'), toYaml(manifest));
@@ -338,10 +364,21 @@ export class Pod {
     this.sidecarCaps = caps;
     const capList = caps.map((c) => `,+${c}`).join('');
     // uid 0: exec gives it the bounding set; another uid: caps must be inheritable and ambient.
-    const setpriv = [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', `--bounding-set=-all${capList}`, uid === 0 || !caps.length ? '--inh-caps=-all' : `--inh-caps=-all${capList}`, ...(uid !== 0 && caps.length ? [`--ambient-caps=-all${capList}`] : [])];
+    const setpriv = [
+      `--reuid=${uid}`,
+      `--regid=${gid}`,
+      '--clear-groups',
+      `--bounding-set=-all${capList}`,
+      uid === 0 || !caps.length ? '--inh-caps=-all' : `--inh-caps=-all${capList}`,
+      ...(uid !== 0 && caps.length ? [`--ambient-caps=-all${capList}`] : []),
+    ];
     if (sc.allowPrivilegeEscalation === false) setpriv.push('--nnp');
     const net = this.def.netns ? [`--net=/run/netns/${this.def.netns}`] : [];
-    const child = spawn('nsenter', ['--target', String(this.initPid), '--pid', '--mount', ...net, '--', 'setpriv', ...setpriv, '--', process.execPath, CLI, ...(this.sidecarSpec.args ?? ['sidecar'])], { env, stdio: ['ignore', 'pipe', 'pipe'], cwd: '/' });
+    const child = spawn(
+      'nsenter',
+      ['--target', String(this.initPid), '--pid', '--mount', ...net, '--', 'setpriv', ...setpriv, '--', process.execPath, CLI, ...(this.sidecarSpec.args ?? ['sidecar'])],
+      { env, stdio: ['ignore', 'pipe', 'pipe'], cwd: '/' },
+    );
     this.children.push(child);
     let buf = '';
     child.stdout!.setEncoding('utf8').on('data', (c: string) => {
@@ -362,7 +399,9 @@ export class Pod {
     this.sidecarPid = await until('sidecar process', () => childOf(child.pid!));
     // What the sidecar's PostStart does in both modes: hook-runner wait-ready.
     const waitReady = [process.execPath, CLI, 'wait-ready', '--port', String(this.port), '--timeout-seconds', '15'];
-    const r = this.def.netns ? spawnSync('ip', ['netns', 'exec', this.def.netns, ...waitReady], { encoding: 'utf8', timeout: 20_000 }) : spawnSync(waitReady[0]!, waitReady.slice(1), { encoding: 'utf8', timeout: 20_000 });
+    const r = this.def.netns
+      ? spawnSync('ip', ['netns', 'exec', this.def.netns, ...waitReady], { encoding: 'utf8', timeout: 20_000 })
+      : spawnSync(waitReady[0]!, waitReady.slice(1), { encoding: 'utf8', timeout: 20_000 });
     if (r.status !== 0) throw new Error(`sidecar not ready: ${r.stderr}\nsidecar stderr: ${this.sidecarStderr}\nlog: ${this.sidecarLog.join('\n')}`);
   }
 
@@ -428,11 +467,15 @@ export class Pod {
       `echo ${q(`secret-of-${name}`)} > ${q(join(cdir, 'private/marker'))}`,
       `chown ${uid}:${gid} ${q(join(cdir, 'private'))} ${q(join(cdir, 'private/marker'))}`,
       `cd ${q(join(cdir, 'work'))}`,
-      `exec env -i ${Object.entries(env).map(([k, v]) => q(`${k}=${v}`)).join(' ')} setpriv --reuid=${uid} --regid=${gid} --clear-groups --inh-caps=-all ${bounding.join(' ')} -- ${command.map(q).join(' ')}`,
+      `exec env -i ${Object.entries(env)
+        .map(([k, v]) => q(`${k}=${v}`))
+        .join(' ')} setpriv --reuid=${uid} --regid=${gid} --clear-groups --inh-caps=-all ${bounding.join(' ')} -- ${command.map(q).join(' ')}`,
     ].join('\n');
     // A restart appends to the same event log: wait for a start event of this run, not an earlier one.
     const startsBefore = this.appEvents(name).filter((e) => e.ev === 'start').length;
-    const child = spawn('nsenter', ['--target', String(this.initPid), '--pid', '--mount', '--', 'unshare', '--mount', '--propagation', 'private', '--', 'bash', '-c', script], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn('nsenter', ['--target', String(this.initPid), '--pid', '--mount', '--', 'unshare', '--mount', '--propagation', 'private', '--', 'bash', '-c', script], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     this.children.push(child);
     let stderr = '';
     child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
@@ -444,7 +487,11 @@ export class Pod {
     const ppid = this.podView(rc.pid, 'PPid');
     if (ppid !== '0') throw new Error(`container ${name}: main process ${rc.pid} has PPid ${ppid} inside the pod, want 0 (started by the runtime)`);
     // Wait until the app itself runs (the exec chain ends in it, same pid).
-    await until(`container ${name} app start (stderr: ${stderr})`, () => (def.command ? procStatusField(rc.pid, 'Uid')?.split(/\s+/)[0] === String(uid) : this.appEvents(name).filter((e) => e.ev === 'start').length > startsBefore), 10_000);
+    await until(
+      `container ${name} app start (stderr: ${stderr})`,
+      () => (def.command ? procStatusField(rc.pid, 'Uid')?.split(/\s+/)[0] === String(uid) : this.appEvents(name).filter((e) => e.ev === 'start').length > startsBefore),
+      10_000,
+    );
     this.containers.set(name, rc);
     const ps = spec.lifecycle?.postStart?.httpGet as HttpGetHook | undefined;
     if (ps) rc.postStart = await kubeletCall(ps, 60_000);
@@ -517,7 +564,10 @@ export function selfSignedCert(dir: string): { cert: string; key: string } | und
   if (!which('openssl')) return undefined;
   const cert = join(dir, 'tls.crt');
   const key = join(dir, 'tls.key');
-  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=app.local', '-days', '1', '-keyout', key, '-out', cert], { encoding: 'utf8', timeout: 20_000 });
+  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=app.local', '-days', '1', '-keyout', key, '-out', cert], {
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
   if (r.status !== 0) return undefined;
   chmodSync(key, 0o644);
   return { cert, key };
@@ -530,12 +580,7 @@ export { parseYaml };
  * Skips, saying why, where the harness cannot run. With `tokenNeverLogged`, also asserts the token
  * appears in no line the sidecar wrote.
  */
-export async function withPod(
-  t: TestContext,
-  def: PodDef,
-  body: (pod: Pod) => Promise<void>,
-  opts: { tokenNeverLogged?: boolean } = {},
-): Promise<void> {
+export async function withPod(t: TestContext, def: PodDef, body: (pod: Pod) => Promise<void>, opts: { tokenNeverLogged?: boolean } = {}): Promise<void> {
   const missing = missingPrerequisite();
   if (missing) {
     t.skip(missing);

@@ -40,7 +40,11 @@ test(`admission load: ${RATE} req/s for ${SECONDS} s with 0 errors and bounded m
   if (!existsSync(CLI)) return t.skip('needs a build: dist/cli/main.js is missing (npm test builds first)');
   const dir = mkdtempSync(join(tmpdir(), 'hook-runner-load-'));
   const caOut = join(dir, 'ca.pem');
-  const child = spawn(process.execPath, [CLI, 'webhook', '--self-signed', '--listen', '127.0.0.1:0', '--ca-out', caOut, '--shutdown-delay-seconds', String(SHUTDOWN_DELAY_S), '--shutdown-timeout-seconds', String(SHUTDOWN_TIMEOUT_S)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [CLI, 'webhook', '--self-signed', '--listen', '127.0.0.1:0', '--ca-out', caOut, '--shutdown-delay-seconds', String(SHUTDOWN_DELAY_S), '--shutdown-timeout-seconds', String(SHUTDOWN_TIMEOUT_S)],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   const killer = setTimeout(() => child.kill('SIGKILL'), (SECONDS + 80) * 1000);
   t.after(() => {
     clearTimeout(killer);
@@ -69,20 +73,33 @@ test(`admission load: ${RATE} req/s for ${SECONDS} s with 0 errors and bounded m
   const post = (uid: string, slowMs = 0): Promise<Outcome> =>
     new Promise((resolve) => {
       const body = JSON.stringify({ ...review, request: { ...review.request, uid } });
-      const req = https.request({ host: '127.0.0.1', port, servername: 'localhost', method: 'POST', path: '/mutate', agent: pooled ? agent : false, ca, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, timeout: 30_000 }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', (e) => resolve({ kind: 'dropped', detail: `response: ${e.message}`, at: Date.now() }));
-        res.on('end', () => {
-          try {
-            const r = JSON.parse(Buffer.concat(chunks).toString()) as { response: { uid: string; allowed: boolean; patch?: string } };
-            const ok = res.statusCode === 200 && r.response.uid === uid && r.response.allowed && !!r.response.patch;
-            resolve(ok ? { kind: 'ok', at: Date.now() } : { kind: 'bad', detail: `${res.statusCode} ${JSON.stringify(r).slice(0, 200)}`, at: Date.now() });
-          } catch (e) {
-            resolve({ kind: 'bad', detail: `${res.statusCode} ${(e as Error).message}`, at: Date.now() });
-          }
-        });
-      });
+      const req = https.request(
+        {
+          host: '127.0.0.1',
+          port,
+          servername: 'localhost',
+          method: 'POST',
+          path: '/mutate',
+          agent: pooled ? agent : false,
+          ca,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+          timeout: 30_000,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', (e) => resolve({ kind: 'dropped', detail: `response: ${e.message}`, at: Date.now() }));
+          res.on('end', () => {
+            try {
+              const r = JSON.parse(Buffer.concat(chunks).toString()) as { response: { uid: string; allowed: boolean; patch?: string } };
+              const ok = res.statusCode === 200 && r.response.uid === uid && r.response.allowed && !!r.response.patch;
+              resolve(ok ? { kind: 'ok', at: Date.now() } : { kind: 'bad', detail: `${res.statusCode} ${JSON.stringify(r).slice(0, 200)}`, at: Date.now() });
+            } catch (e) {
+              resolve({ kind: 'bad', detail: `${res.statusCode} ${(e as Error).message}`, at: Date.now() });
+            }
+          });
+        },
+      );
       req.on('timeout', () => req.destroy(new Error('no answer within 30 s')));
       req.on('error', (e: NodeJS.ErrnoException) => resolve({ kind: e.code === 'ECONNREFUSED' ? 'refused' : 'dropped', detail: `${e.code ?? ''} ${e.message}`, at: Date.now() }));
       if (slowMs > 0) {
@@ -93,12 +110,14 @@ test(`admission load: ${RATE} req/s for ${SECONDS} s with 0 errors and bounded m
 
   const memory = async () => {
     const text = await new Promise<string>((resolve, reject) => {
-      https.get({ host: '127.0.0.1', port, servername: 'localhost', path: '/metrics', agent, timeout: 10_000 }, (res) => {
-        let s = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (s += c));
-        res.on('end', () => resolve(s));
-      }).on('error', reject);
+      https
+        .get({ host: '127.0.0.1', port, servername: 'localhost', path: '/metrics', agent, timeout: 10_000 }, (res) => {
+          let s = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (s += c));
+          res.on('end', () => resolve(s));
+        })
+        .on('error', reject);
     });
     const num = (name: string) => Number(new RegExp(`^${name} ([0-9.e+]+)`, 'm').exec(text)?.[1]);
     return { heap: num('nodejs_heap_size_used_bytes'), rss: num('process_resident_memory_bytes') };
@@ -128,7 +147,9 @@ test(`admission load: ${RATE} req/s for ${SECONDS} s with 0 errors and bounded m
   const tail = samples.slice(-3);
   const heapGrowth = median(tail.map((s) => s.heap)) - median(head.map((s) => s.heap));
   const rssGrowth = median(tail.map((s) => s.rss)) - median(head.map((s) => s.rss));
-  t.diagnostic(`${total} requests in ${Date.now() - t0} ms; heap ${Math.round(median(head.map((s) => s.heap)) / 1e6)} → ${Math.round(median(tail.map((s) => s.heap)) / 1e6)} MB, RSS ${Math.round(median(head.map((s) => s.rss)) / 1e6)} → ${Math.round(median(tail.map((s) => s.rss)) / 1e6)} MB`);
+  t.diagnostic(
+    `${total} requests in ${Date.now() - t0} ms; heap ${Math.round(median(head.map((s) => s.heap)) / 1e6)} → ${Math.round(median(tail.map((s) => s.heap)) / 1e6)} MB, RSS ${Math.round(median(head.map((s) => s.rss)) / 1e6)} → ${Math.round(median(tail.map((s) => s.rss)) / 1e6)} MB`,
+  );
   assert.ok(heapGrowth < HEAP_GROWTH_BOUND, `heap grew ${heapGrowth} bytes (bound ${HEAP_GROWTH_BOUND})`);
   assert.ok(rssGrowth < RSS_GROWTH_BOUND, `RSS grew ${rssGrowth} bytes (bound ${RSS_GROWTH_BOUND})`);
 
@@ -158,15 +179,25 @@ test(`admission load: ${RATE} req/s for ${SECONDS} s with 0 errors and bounded m
   const exit = await Promise.race([exited, new Promise<undefined>((r) => (bound = setTimeout(() => r(undefined), (SHUTDOWN_DELAY_S + SHUTDOWN_TIMEOUT_S + 10) * 1000)))]);
   clearTimeout(bound);
 
-  assert.deepEqual(slowOutcomes.map((o) => o.kind), ['ok', 'ok', 'ok'], `requests in flight were finished: ${JSON.stringify(slowOutcomes)}`);
+  assert.deepEqual(
+    slowOutcomes.map((o) => o.kind),
+    ['ok', 'ok', 'ok'],
+    `requests in flight were finished: ${JSON.stringify(slowOutcomes)}`,
+  );
   const dropped = termOutcomes.filter((o) => o.kind === 'dropped' || o.kind === 'bad').map((o) => ({ ...o, afterTermMs: o.at - termAt }));
   assert.deepEqual(dropped, [], 'every request got an answer or was refused at connect');
   const ok = termOutcomes.filter((o) => o.kind === 'ok');
   const refused = termOutcomes.filter((o) => o.kind === 'refused');
   t.diagnostic(`after SIGTERM: ${ok.length} answered, ${refused.length} refused at connect`);
-  assert.ok(ok.some((o) => o.at - termAt < SHUTDOWN_DELAY_S * 1000), 'still answering during the shutdown delay');
+  assert.ok(
+    ok.some((o) => o.at - termAt < SHUTDOWN_DELAY_S * 1000),
+    'still answering during the shutdown delay',
+  );
   assert.ok(refused.length > 0, 'then stops accepting');
-  assert.ok(refused.every((o) => o.at - termAt >= SHUTDOWN_DELAY_S * 1000 - 100), 'nothing refused before the delay ended');
+  assert.ok(
+    refused.every((o) => o.at - termAt >= SHUTDOWN_DELAY_S * 1000 - 100),
+    'nothing refused before the delay ended',
+  );
   assert.ok(exit, `exited within delay + timeout + 10 s (stderr: ${stderr})`);
   assert.equal(exit.code, 0);
   assert.ok(!lines.some((l) => /still running at the shutdown bound/.test(l.msg)), 'no request was cut at the bound');

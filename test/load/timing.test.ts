@@ -39,11 +39,15 @@ test("the seed's budget case scaled down, on the wall clock: grace 6 s, a 5.5 s 
 });
 
 test('a target that never appears, on the wall clock: the call waits the 10 s discovery bound, no less', async (t) => {
-  await withPod(t, { name: 'absent-timing', graceSeconds: 5, hooks: { app: { postStart: [{ signal: { name: 'SIGUSR1' } }] } }, containers: [{ name: 'app', uid: 1000, start: false }] }, async (pod) => {
-    const hook = pod.injected.spec.containers[0].lifecycle.postStart.httpGet;
-    const r = await kubeletCall(hook, 30_000);
-    assert.equal(r.ok, false);
-    t.diagnostic(`answered after ${r.end - r.start} ms`);
-    assert.ok(r.end - r.start >= 10_000 - 50 && r.end - r.start < 20_000, `waited the 10 s discovery bound (${r.end - r.start} ms)`);
-  });
+  await withPod(
+    t,
+    { name: 'absent-timing', graceSeconds: 5, hooks: { app: { postStart: [{ signal: { name: 'SIGUSR1' } }] } }, containers: [{ name: 'app', uid: 1000, start: false }] },
+    async (pod) => {
+      const hook = pod.injected.spec.containers[0].lifecycle.postStart.httpGet;
+      const r = await kubeletCall(hook, 30_000);
+      assert.equal(r.ok, false);
+      t.diagnostic(`answered after ${r.end - r.start} ms`);
+      assert.ok(r.end - r.start >= 10_000 - 50 && r.end - r.start < 20_000, `waited the 10 s discovery bound (${r.end - r.start} ms)`);
+    },
+  );
 });

@@ -39,7 +39,12 @@ export interface InterceptReply {
 /** Return a reply to answer the request yourself, or undefined to let the fake handle it (after awaiting, if you like). */
 export type Interceptor = (req: { method: string; path: string; query: Record<string, string>; body: unknown }) => Promise<InterceptReply | undefined> | InterceptReply | undefined;
 
-type Obj = { apiVersion?: string; kind?: string; metadata?: { name?: string; namespace?: string; resourceVersion?: string; uid?: string; labels?: Record<string, string>; [k: string]: unknown }; [k: string]: unknown };
+type Obj = {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: { name?: string; namespace?: string; resourceVersion?: string; uid?: string; labels?: Record<string, string>; [k: string]: unknown };
+  [k: string]: unknown;
+};
 
 interface Route {
   group: string; // '' for core
@@ -171,7 +176,12 @@ export class FakeApiServer {
   /** Creates the namespace or replaces its labels. */
   setNamespace(name: string, labels: Record<string, string> = {}): Obj {
     const prev = this.get('namespaces', name);
-    return this.put('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { ...prev?.metadata, name, labels: { 'kubernetes.io/metadata.name': name, ...labels } }, status: { phase: 'Active' } });
+    return this.put('namespaces', {
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: { ...prev?.metadata, name, labels: { 'kubernetes.io/metadata.name': name, ...labels } },
+      status: { phase: 'Active' },
+    });
   }
 
   /** Requests matching method and a path prefix/regex. */
@@ -228,11 +238,15 @@ export class FakeApiServer {
 
     if (url.pathname === '/version' && method === 'GET') {
       if (typeof this.version === 'number') return reply(status(this.version, 'InternalError', 'version unavailable'));
-      return reply({ status: 200, body: { ...this.version, gitCommit: 'fake', gitTreeState: 'clean', buildDate: '2024-01-01T00:00:00Z', goVersion: 'go1.22', compiler: 'gc', platform: 'linux/amd64' } });
+      return reply({
+        status: 200,
+        body: { ...this.version, gitCommit: 'fake', gitTreeState: 'clean', buildDate: '2024-01-01T00:00:00Z', goVersion: 'go1.22', compiler: 'gc', platform: 'linux/amd64' },
+      });
     }
     const route = parseRoute(url.pathname);
     const meta = route ? KINDS[route.resource] : undefined;
-    if (!route || !meta || `${route.group ? `${route.group}/` : ''}${route.version}` !== meta.apiVersion) return reply(status(404, 'NotFound', `the server could not find the requested resource (${method} ${url.pathname})`));
+    if (!route || !meta || `${route.group ? `${route.group}/` : ''}${route.version}` !== meta.apiVersion)
+      return reply(status(404, 'NotFound', `the server could not find the requested resource (${method} ${url.pathname})`));
     const { resource, namespace, name } = route;
     const what = `${resource} "${name ?? ''}"`;
 
@@ -243,7 +257,8 @@ export class FakeApiServer {
         // Like the API server: headers go out at once, before any event.
         if (!this.holdWatchHeaders) res.flushHeaders();
         const since = Number(query.resourceVersion || '0');
-        for (const ev of this.events) if (ev.resource === resource && ev.rv > since && (!namespace || ev.object.metadata?.namespace === namespace)) res.write(`${JSON.stringify({ type: ev.type, object: ev.object })}\n`);
+        for (const ev of this.events)
+          if (ev.resource === resource && ev.rv > since && (!namespace || ev.object.metadata?.namespace === namespace)) res.write(`${JSON.stringify({ type: ev.type, object: ev.object })}\n`);
         const w = { resource, res };
         this.watchers.add(w);
         res.on('close', () => this.watchers.delete(w));
@@ -272,7 +287,8 @@ export class FakeApiServer {
     if (method === 'PUT') {
       const o = body as Obj;
       const rv = o?.metadata?.resourceVersion;
-      if (rv && rv !== cur.metadata?.resourceVersion) return reply(status(409, 'Conflict', `Operation cannot be fulfilled on ${what}: the object has been modified; please apply your changes to the latest version and try again`));
+      if (rv && rv !== cur.metadata?.resourceVersion)
+        return reply(status(409, 'Conflict', `Operation cannot be fulfilled on ${what}: the object has been modified; please apply your changes to the latest version and try again`));
       if (resource === 'secrets' && o.type !== cur.type) return reply(status(422, 'Invalid', `${what}: type: Invalid value: field is immutable`));
       const updated = this.put(resource, { ...o, metadata: { ...o.metadata, name, namespace } });
       return reply({ status: 200, body: updated });
@@ -280,7 +296,8 @@ export class FakeApiServer {
     if (method === 'DELETE') {
       const pre = (body as { preconditions?: { uid?: string; resourceVersion?: string } } | undefined)?.preconditions;
       if (pre?.uid && pre.uid !== cur.metadata?.uid) return reply(status(409, 'Conflict', `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${cur.metadata?.uid}`));
-      if (pre?.resourceVersion && pre.resourceVersion !== cur.metadata?.resourceVersion) return reply(status(409, 'Conflict', `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${cur.metadata?.resourceVersion}`));
+      if (pre?.resourceVersion && pre.resourceVersion !== cur.metadata?.resourceVersion)
+        return reply(status(409, 'Conflict', `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${cur.metadata?.resourceVersion}`));
       this.remove(resource, name, namespace);
       return reply({ status: 200, body: { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { name, kind: resource } } });
     }

@@ -102,4 +102,3 @@ export function validateKubernetesObject(doc: unknown, extraModels: ExtraModels 
   if (!d.metadata?.name) return ['metadata.name: required'];
   return validateAgainst(doc, modelTypeOf(d), '', extraModels);
 }
-

@@ -71,7 +71,11 @@ function normalizePem(pem: string): string {
 
 /** The certificates of a PEM bundle, each normalised and ending in a newline. */
 export function splitPemCertificates(pem: string): string[] {
-  return normalizePem(pem).match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)?.map((b) => `${b}\n`) ?? [];
+  return (
+    normalizePem(pem)
+      .match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)
+      ?.map((b) => `${b}\n`) ?? []
+  );
 }
 
 function x509(pem: string): X509Certificate | undefined {
@@ -223,7 +227,9 @@ export function desiredCaBundle(currentB64: string | undefined, oursPem: string,
     .sort((a, b) => Date.parse(b.c.validFrom) - Date.parse(a.c.validFrom))[0];
   const want = [oursText, ...(previous && (fresh(ours) || fresh(previous.c)) ? [previous.p] : [])];
   // Already right: the same certificates, each once, and nothing else in the text.
-  const leftover = normalizePem(current).replace(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g, '').trim();
+  const leftover = normalizePem(current)
+    .replace(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g, '')
+    .trim();
   if (leftover === '' && blocks.length === want.length && want.every((w) => blocks.includes(w))) return undefined;
   return b64encode(want.join(''));
 }
@@ -350,7 +356,9 @@ export class CertBootstrap {
         const wait = backoffMs(attempt, this.o.retryBaseMs, this.o.retryMaxMs);
         const msg = describeError(e);
         if (this.stopped || Date.now() + wait > deadline) {
-          throw new CertBootstrapError(`cannot get the webhook certificate from Secret ${this.o.namespace}/${this.o.secretName} after ${attempt} attempts: ${msg}; the webhook's ServiceAccount needs get/create/update on that Secret`);
+          throw new CertBootstrapError(
+            `cannot get the webhook certificate from Secret ${this.o.namespace}/${this.o.secretName} after ${attempt} attempts: ${msg}; the webhook's ServiceAccount needs get/create/update on that Secret`,
+          );
         }
         this.log.warn({ attempt, retryInMs: wait, err: msg }, 'cannot get the webhook certificate from its Secret yet; retrying');
         await sleep(wait, this.abort.signal);
@@ -412,10 +420,11 @@ export class CertBootstrap {
       attach: (s) => {
         server = s;
       },
-      reloadNow: () => this.checkNow().catch((e) => {
-        this.log.warn({ err: describeError(e) }, 'certificate check failed; still serving the previous certificate');
-        return false;
-      }),
+      reloadNow: () =>
+        this.checkNow().catch((e) => {
+          this.log.warn({ err: describeError(e) }, 'certificate check failed; still serving the previous certificate');
+          return false;
+        }),
       close: () => void this.stop(),
     };
   }
@@ -517,7 +526,12 @@ export class CertBootstrap {
           },
           this.opts(),
         );
-        const what = { new: 'made a new CA and serving certificate', 'rotate-ca': 'rotated the CA and re-issued the serving certificate', reissue: 'renewed the serving certificate', tidy: 'trimmed ca.crt to the current CA' }[plan.action];
+        const what = {
+          new: 'made a new CA and serving certificate',
+          'rotate-ca': 'rotated the CA and re-issued the serving certificate',
+          reissue: 'renewed the serving certificate',
+          tidy: 'trimmed ca.crt to the current CA',
+        }[plan.action];
         this.log.info({ action: plan.action, reason: plan.reason }, what);
         return m;
       } catch (e) {
@@ -554,7 +568,10 @@ export class CertBootstrap {
         continue;
       }
       const bundle = ops.find((o) => o.op === 'add')?.value as string;
-      this.log.info({ webhookConfiguration: name, webhooks: ops.filter((o) => o.op === 'add').map((o) => o.path), caCount: splitPemCertificates(Buffer.from(bundle, 'base64').toString('utf8')).length }, 'caBundle set');
+      this.log.info(
+        { webhookConfiguration: name, webhooks: ops.filter((o) => o.op === 'add').map((o) => o.path), caCount: splitPemCertificates(Buffer.from(bundle, 'base64').toString('utf8')).length },
+        'caBundle set',
+      );
       return true;
     }
     throw new CertBootstrapError(`MutatingWebhookConfiguration ${name}: still changing under us after ${MAX_CONFLICT_ROUNDS} read/patch rounds`);

@@ -106,7 +106,11 @@ export async function startInCluster(opts: StartInClusterOptions): Promise<InClu
   }
 
   const [mode, synced] = await Promise.all([modePromise, syncPromise]);
-  if (!synced) log.warn({ timeoutMs: opts.cacheSyncTimeoutMs ?? 30_000 }, 'namespace cache not loaded yet; Pod Security levels are unknown until it is (the webhook then leaves exec/signal checks to PodSecurity admission)');
+  if (!synced)
+    log.warn(
+      { timeoutMs: opts.cacheSyncTimeoutMs ?? 30_000 },
+      'namespace cache not loaded yet; Pod Security levels are unknown until it is (the webhook then leaves exec/signal checks to PodSecurity admission)',
+    );
 
   const tlsProvider = cert?.tlsProvider();
   const c = cert;

@@ -66,7 +66,9 @@ export function sidecarRoleBinding(namespace: string): V1RoleBinding {
       name: SIDECAR_ROLEBINDING_NAME,
       namespace,
       labels: { [LABEL_MANAGED_BY]: MANAGED_BY_VALUE },
-      annotations: { 'kubernetes.io/description': `sidecars injected by hook-runner write Events and read their own Pod; kept while the namespace is labelled ${LABEL_NAMESPACE_INJECTION}=${NAMESPACE_INJECTION_ENABLED}` },
+      annotations: {
+        'kubernetes.io/description': `sidecars injected by hook-runner write Events and read their own Pod; kept while the namespace is labelled ${LABEL_NAMESPACE_INJECTION}=${NAMESPACE_INJECTION_ENABLED}`,
+      },
     },
     roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: SIDECAR_CLUSTERROLE_NAME },
     subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: `system:serviceaccounts:${namespace}` }],

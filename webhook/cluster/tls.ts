@@ -450,7 +450,10 @@ export function issueServingCert(opts: { ca: PemPair; dnsNames: string[]; ipAddr
   cert.sign(caKey, forge.md.sha256.create());
   const pem = forge.pki.certificateToPem(cert);
   const issued = new X509Certificate(pem);
-  if (!issued.checkIssued(new X509Certificate(opts.ca.cert))) throw new TlsError(`CA: the serving certificate's issuer (${issued.issuer.replace(/\n/g, ', ')}) does not match the CA's subject; expected a CA whose name node-forge can copy (UTF8String or PrintableString attributes)`);
+  if (!issued.checkIssued(new X509Certificate(opts.ca.cert)))
+    throw new TlsError(
+      `CA: the serving certificate's issuer (${issued.issuer.replace(/\n/g, ', ')}) does not match the CA's subject; expected a CA whose name node-forge can copy (UTF8String or PrintableString attributes)`,
+    );
   return { cert: pem, key: forge.pki.privateKeyToPem(keys.privateKey) };
 }
 

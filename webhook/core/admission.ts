@@ -51,7 +51,6 @@ export interface ReviewOptions {
   podSecurityLevel?: (namespace: string) => PodSecurityLevel | undefined;
 }
 
-
 interface Request {
   uid: string;
   kind?: { group?: string; version?: string; kind?: string };

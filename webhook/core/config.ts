@@ -77,7 +77,6 @@ export class ConfigError extends Error {
   }
 }
 
-
 /** Checks of config values; each failure throws a {@link ConfigError} naming the file and the key. */
 class ConfigReader {
   constructor(private readonly source: string) {}
@@ -184,8 +183,8 @@ function readHookCallers(r: ConfigReader, h: unknown): Config['hookCallers'] {
   if (h === 'auto' || h === 'any') return h;
   if (!Array.isArray(h)) return r.fail('hookCallers', `${expected}, got ${JSON.stringify(h)}`);
   if (h.length === 0) return r.fail('hookCallers', `is an empty list, which would refuse the kubelet itself; ${expected}`);
-  return (h as unknown[]).map((c, i) =>
-    (typeof c === 'string' ? parseCidr(c) : undefined) ?? r.fail(`hookCallers[${i}]`, `must be a CIDR such as 10.0.0.0/8 or fd00::/8 (or one address), got ${JSON.stringify(c)}`),
+  return (h as unknown[]).map(
+    (c, i) => (typeof c === 'string' ? parseCidr(c) : undefined) ?? r.fail(`hookCallers[${i}]`, `must be a CIDR such as 10.0.0.0/8 or fd00::/8 (or one address), got ${JSON.stringify(c)}`),
   );
 }
 

@@ -128,7 +128,9 @@ export function parseHooksText(text: string, source = ANNOTATION_HOOKS): unknown
 export function yamlErrorText(e: unknown, text: string, where = ''): string {
   const err = e as { message?: unknown; pos?: [number, number] };
   // With prettyErrors the yaml package appends " at line L, column C:" and an excerpt; one line here.
-  const what = String(err.message ?? e).split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+  const what = String(err.message ?? e)
+    .split('\n')[0]!
+    .replace(/ at line \d+, column \d+:?$/, '');
   const offset = err.pos?.[0];
   if (typeof offset !== 'number' || offset < 0 || offset > text.length) return what;
   const start = text.lastIndexOf('\n', offset - 1) + 1;

@@ -16,7 +16,6 @@ interface Template {
   spec?: V1PodSpec;
 }
 
-
 /** Where each workload kind keeps its pod template. */
 const TEMPLATE_PATHS: Record<string, string[]> = {
   Deployment: ['spec', 'template'],

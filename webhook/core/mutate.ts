@@ -307,7 +307,9 @@ function budgetWarnings(spec: HookSpec, grace: number, unbounded: ReadonlySet<Ha
     const hooks = { ...all, preStop: all.preStop.filter((h) => !unbounded.has(h)) };
     if (all.preStop.length === 0) continue;
     if (grace === 0) {
-      out.push(`container ${name}: terminationGracePeriodSeconds is 0, so the kubelet never calls PreStop; its ${all.preStop.length} preStop handler${all.preStop.length === 1 ? '' : 's'} will not run`);
+      out.push(
+        `container ${name}: terminationGracePeriodSeconds is 0, so the kubelet never calls PreStop; its ${all.preStop.length} preStop handler${all.preStop.length === 1 ? '' : 's'} will not run`,
+      );
       continue;
     }
     const b = checkPreStopBudget(hooks, grace);
@@ -332,8 +334,20 @@ const RESOURCE_ANNOTATIONS = [
 ] as const;
 
 const QUANTITY_SUFFIX: Record<string, number> = {
-  '': 1, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
-  Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
+  '': 1,
+  m: 1e-3,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  P: 1e15,
+  E: 1e18,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
+  Pi: 2 ** 50,
+  Ei: 2 ** 60,
 };
 
 /** A Kubernetes quantity (`250m`, `1.5`, `256Mi`, `1e3`) as a number, or undefined when it is not one. */
@@ -442,7 +456,10 @@ function rewriteContainer(c: V1Container, hooks: ContainerHooks, port: number, t
   const marker = c.env?.find((e) => e.name === ENV_MARKER);
   if (marker) {
     if (marker.value !== c.name) {
-      throw new MutationError(`spec.containers[${c.name}].env[${ENV_MARKER}]`, `is set to ${JSON.stringify(marker.value ?? '')}; hook-runner sets it to the container's name to find its processes, remove it`);
+      throw new MutationError(
+        `spec.containers[${c.name}].env[${ENV_MARKER}]`,
+        `is set to ${JSON.stringify(marker.value ?? '')}; hook-runner sets it to the container's name to find its processes, remove it`,
+      );
     }
   } else {
     c.env = [...(c.env ?? []), env(ENV_MARKER, c.name)];
@@ -473,10 +490,16 @@ function checkSidecarFitsExec(sidecar: V1Container, spec: HookSpec, source: stri
         source,
       );
     }
-    throw new MutationError(`spec.containers[${SIDECAR_CONTAINER_NAME}].env[${name}]`, `is ${bytes} bytes; Linux refuses an environment string over ${MAX_ENV_STRING_BYTES} bytes (E2BIG), so the sidecar could never start`);
+    throw new MutationError(
+      `spec.containers[${SIDECAR_CONTAINER_NAME}].env[${name}]`,
+      `is ${bytes} bytes; Linux refuses an environment string over ${MAX_ENV_STRING_BYTES} bytes (E2BIG), so the sidecar could never start`,
+    );
   }
   if (total > MAX_SIDECAR_EXEC_BYTES) {
-    throw new MutationError(`spec.containers[${SIDECAR_CONTAINER_NAME}].env`, `the sidecar's arguments and environment take ${total} bytes, more than the ${MAX_SIDECAR_EXEC_BYTES} hook-runner allows itself of Linux's ARG_MAX; the sidecar might not start`);
+    throw new MutationError(
+      `spec.containers[${SIDECAR_CONTAINER_NAME}].env`,
+      `the sidecar's arguments and environment take ${total} bytes, more than the ${MAX_SIDECAR_EXEC_BYTES} hook-runner allows itself of Linux's ARG_MAX; the sidecar might not start`,
+    );
   }
 }
 
@@ -486,7 +509,10 @@ function checkSidecarFitsExec(sidecar: V1Container, spec: HookSpec, source: stri
  * in its spec could deny that container its exec/signal hooks, so it is refused here, at admission.
  */
 function checkMarkerOwners(spec: V1PodSpec, hooks: HookSpec): void {
-  for (const [list, field] of [[spec.initContainers ?? [], 'initContainers'], [spec.containers, 'containers']] as const) {
+  for (const [list, field] of [
+    [spec.initContainers ?? [], 'initContainers'],
+    [spec.containers, 'containers'],
+  ] as const) {
     for (const c of list) {
       if (field === 'containers' && hooksOf(hooks, c.name)) continue;
       const marker = c.env?.find((e) => e.name === ENV_MARKER);
@@ -502,13 +528,22 @@ function checkMarkerOwners(spec: V1PodSpec, hooks: HookSpec): void {
 function checkPodCanBeHooked(pod: V1Pod): void {
   const spec = pod.spec!;
   if (spec.hostNetwork) {
-    throw new MutationError('spec.hostNetwork', 'is true; the hook-runner sidecar would listen on a port of the node itself (two such pods on a node collide) and the pod\'s 127.0.0.1 would be the node\'s, where hooks must reach only the pod; remove hostNetwork or the hooks');
+    throw new MutationError(
+      'spec.hostNetwork',
+      "is true; the hook-runner sidecar would listen on a port of the node itself (two such pods on a node collide) and the pod's 127.0.0.1 would be the node's, where hooks must reach only the pod; remove hostNetwork or the hooks",
+    );
   }
   if (spec.hostPID) {
-    throw new MutationError('spec.hostPID', 'is true; hook-runner needs the pod\'s own shared PID namespace (shareProcessNamespace) to find and act on its containers, and will not run hooks across the node\'s processes; remove hostPID or the hooks');
+    throw new MutationError(
+      'spec.hostPID',
+      "is true; hook-runner needs the pod's own shared PID namespace (shareProcessNamespace) to find and act on its containers, and will not run hooks across the node's processes; remove hostPID or the hooks",
+    );
   }
   if (spec.shareProcessNamespace === false) {
-    throw new MutationError('spec.shareProcessNamespace', 'is set to false explicitly; the hook-runner sidecar must see the containers\' processes to run exec and signal handlers and to know when a container has stopped; remove the field or the hooks');
+    throw new MutationError(
+      'spec.shareProcessNamespace',
+      "is set to false explicitly; the hook-runner sidecar must see the containers' processes to run exec and signal handlers and to know when a container has stopped; remove the field or the hooks",
+    );
   }
   const clash = [...(spec.initContainers ?? []), ...spec.containers].find((c) => c.name === SIDECAR_CONTAINER_NAME);
   if (clash) throw new MutationError(`spec.containers[${SIDECAR_CONTAINER_NAME}]`, `the container name ${SIDECAR_CONTAINER_NAME} is reserved for the injected sidecar; rename the container`);
@@ -539,7 +574,9 @@ function checkPodSecurity(spec: HookSpec, ps: { namespace: string; level: PodSec
 function modeWarnings(pod: V1Pod, mode: ResolvedMode): string[] {
   const restart = pod.spec?.restartPolicy ?? 'Always';
   if (mode === 'container' && restart !== 'Always') {
-    return [`restartPolicy is ${restart} and the hook-runner sidecar runs as a regular container (sidecar mode container): the pod completes only when the sidecar exits too; use a cluster with native sidecars (Kubernetes 1.29+) for Jobs`];
+    return [
+      `restartPolicy is ${restart} and the hook-runner sidecar runs as a regular container (sidecar mode container): the pod completes only when the sidecar exits too; use a cluster with native sidecars (Kubernetes 1.29+) for Jobs`,
+    ];
   }
   return [];
 }
@@ -547,7 +584,9 @@ function modeWarnings(pod: V1Pod, mode: ResolvedMode): string[] {
 function securityWarnings(pod: V1Pod, sidecar: V1Container): string[] {
   const caps = sidecar.securityContext?.capabilities?.add ?? [];
   if (pod.spec?.securityContext?.runAsNonRoot && caps.length > 0) {
-    return [`the pod sets securityContext.runAsNonRoot, but its exec/signal hooks need the hook-runner sidecar to run as uid 0 with capabilities ${caps.join(', ')} (and nothing else); the sidecar's own securityContext says so`];
+    return [
+      `the pod sets securityContext.runAsNonRoot, but its exec/signal hooks need the hook-runner sidecar to run as uid 0 with capabilities ${caps.join(', ')} (and nothing else); the sidecar's own securityContext says so`,
+    ];
   }
   return [];
 }
@@ -591,8 +630,7 @@ function rekey(original: V1Pod, newToken: () => string): V1Pod | undefined {
     }
     return changed ? { ...c, lifecycle } : c;
   };
-  const swap = (c: V1Container): V1Container =>
-    c === sidecar ? { ...c, env: c.env!.map((e) => (e.name === ENV_TOKEN ? { ...e, value: token } : e)) } : swapHeaders(c);
+  const swap = (c: V1Container): V1Container => (c === sidecar ? { ...c, env: c.env!.map((e) => (e.name === ENV_TOKEN ? { ...e, value: token } : e)) } : swapHeaders(c));
   return {
     ...original,
     spec: { ...spec, containers: spec.containers.map(swap), ...(spec.initContainers ? { initContainers: spec.initContainers.map(swap) } : {}) },

@@ -25,4 +25,3 @@ export function nativeToAnnotationItem(h: V1LifecycleHandler): Obj | undefined {
   }
   return undefined;
 }
-

@@ -107,7 +107,9 @@ export function uninjectPod(original: V1Pod): UninjectResult {
       }
     }
     if (!status.lifecycle) {
-      warnings.push(`${ANNOTATION_STATUS} was written by an older hook-runner and does not record the original lifecycle blocks; hook-runner's handlers were removed, native handlers it had adopted are not restored`);
+      warnings.push(
+        `${ANNOTATION_STATUS} was written by an older hook-runner and does not record the original lifecycle blocks; hook-runner's handlers were removed, native handlers it had adopted are not restored`,
+      );
     }
   }
 

@@ -82,7 +82,7 @@ after(async () => {
   await deleteNamespaces(namespaces);
 });
 
-test('injects the sidecar, and kubectl shows the webhook\'s warnings', { timeout: 60_000 }, async () => {
+test("injects the sidecar, and kubectl shows the webhook's warnings", { timeout: 60_000 }, async () => {
   // preStop worst case 40 s in a 30 s grace period with 5 s of shutdown: the budget warning (DESIGN §7).
   const pod = appPod('warned', NS_ON, { graceSeconds: 30, hooks: { app: { shutdownSeconds: 5, preStop: [{ sleep: { seconds: 40 } }] } } });
   const { run: r, pod: out } = await dryRunCreate(pod);
@@ -97,7 +97,10 @@ test('injects the sidecar, and kubectl shows the webhook\'s warnings', { timeout
   const app = out.spec!.containers.find((c) => c.name === 'app')!;
   const get = app.lifecycle?.preStop?.httpGet;
   assert.equal(get?.path, hookPath('app', 'preStop'));
-  assert.ok(get?.httpHeaders?.some((h) => h.name === HEADER_TOKEN && h.value.length >= 32), 'the kubelet sends the per-pod token');
+  assert.ok(
+    get?.httpHeaders?.some((h) => h.name === HEADER_TOKEN && h.value.length >= 32),
+    'the kubelet sends the per-pod token',
+  );
   assert.ok(app.env?.some((e) => e.name === ENV_MARKER && e.value === 'app'));
 });
 
@@ -121,12 +124,15 @@ test('a PostStart exec hook runs inside the app container, as its user, and the 
   assert.equal(r.code, 0, r.stderr);
   await waitReady(NS_ON, name);
   const file = await kubectlOk(['-n', NS_ON, 'exec', name, '-c', 'app', '--', 'cat', '/tmp/poststart']);
-  assert.equal(file.trim(), `ran-as-${APP_UID}`, 'the file is in the app container\'s filesystem, written as the app\'s uid');
+  assert.equal(file.trim(), `ran-as-${APP_UID}`, "the file is in the app container's filesystem, written as the app's uid");
   const logs = await waitFor('the hook output in the sidecar log', 30_000, async () => {
     const l = await containerLogs(NS_ON, name, SIDECAR_CONTAINER_NAME);
     return l.includes('e2e-poststart-output') && l;
   });
-  assert.ok(logs.split('\n').some((l) => l.startsWith('{') && l.includes('e2e-poststart-output')), 'a JSON log line carries the output');
+  assert.ok(
+    logs.split('\n').some((l) => l.startsWith('{') && l.includes('e2e-poststart-output')),
+    'a JSON log line carries the output',
+  );
   const live = await getJson<V1Pod>(['-n', NS_ON, 'get', 'pod', name]);
   const app = live.status!.containerStatuses!.find((c) => c.name === 'app')!;
   assert.equal(app.restartCount, 0);
@@ -153,7 +159,7 @@ test('a failing PostStart restarts the container, with a FailedPostStartHook Eve
   assert.match(ours.message!, /\b3\b/, `the Event gives the exit code: ${ours.message}`);
   assert.ok(!(ours.message ?? '').includes('e2e-fail-output'), 'hook output stays out of Events unless eventOutput: true');
   const logs = await containerLogs(NS_ON, name, SIDECAR_CONTAINER_NAME);
-  assert.ok(logs.includes('e2e-fail-output'), 'the sidecar log carries the failing hook\'s output');
+  assert.ok(logs.includes('e2e-fail-output'), "the sidecar log carries the failing hook's output");
 });
 
 test('under Pod Security "baseline": an exec hook is denied with our message, an httpGet hook runs', { timeout: 240_000 }, async () => {
@@ -219,7 +225,9 @@ test('on delete, PreStop runs before SIGTERM and the app keeps its shutdownSecon
   assert.ok(t.exited - t.term >= 4, `shutdown took ${t.exited - t.term} s`);
 });
 
-test('kubectl delete --grace-period: the kubelet abandons PreStop at the shortened grace and gives the app its 2 s minimum (the sidecar cannot see it without pods get)', { timeout: 300_000 }, async () => {
+test('kubectl delete --grace-period: the kubelet abandons PreStop at the shortened grace and gives the app its 2 s minimum (the sidecar cannot see it without pods get)', {
+  timeout: 300_000,
+}, async () => {
   const name = 'prestop-shortened';
   // Declared grace 120 s; the preStop worst case (5 + 100 s) fits in 120 − 5. Deleting with --grace-period=20: the
   // sidecar's budget stays 120 − 5 (reading deletionGracePeriodSeconds would need `pods get`, which no pod holds,
@@ -228,7 +236,15 @@ test('kubectl delete --grace-period: the kubelet abandons PreStop at the shorten
     runAsUser: APP_UID,
     graceSeconds: 120,
     shutdownSeconds: 5,
-    hooks: { app: { shutdownSeconds: 5, preStop: [{ exec: { command: ['sh', '-c', 'date +%s > /tmp/prestop'] }, timeoutSeconds: 5 }, { sleep: { seconds: 100 }, timeoutSeconds: 110 }] } },
+    hooks: {
+      app: {
+        shutdownSeconds: 5,
+        preStop: [
+          { exec: { command: ['sh', '-c', 'date +%s > /tmp/prestop'] }, timeoutSeconds: 5 },
+          { sleep: { seconds: 100 }, timeoutSeconds: 110 },
+        ],
+      },
+    },
   });
   const { log, t, deleteSeconds } = await deleteAndFollow(name, pod, 20);
   assert.ok(t.term !== undefined && t.prestop !== undefined, `PreStop ran, then SIGTERM: ${log}`);
@@ -248,7 +264,11 @@ test('opted-out pods and other namespaces are left untouched', { timeout: 60_000
     assert.ok(out);
     assert.equal(sidecarOf(out, SIDECAR_CONTAINER_NAME), undefined, `${why}: no sidecar`);
     assert.equal(out.metadata!.annotations?.[ANNOTATION_STATUS], undefined, `${why}: no status annotation`);
-    assert.deepEqual(out.spec!.containers.map((c) => c.lifecycle), [undefined], `${why}: lifecycle untouched`);
+    assert.deepEqual(
+      out.spec!.containers.map((c) => c.lifecycle),
+      [undefined],
+      `${why}: lifecycle untouched`,
+    );
     assert.doesNotMatch(r.stderr, /Warning:/, `${why}: no warnings`);
   }
   const rb = await kubectl(['-n', NS_OFF, 'get', 'rolebinding', SIDECAR_ROLE_BINDING]);

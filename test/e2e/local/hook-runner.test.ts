@@ -28,7 +28,12 @@ async function withPod(t: TestContext, manifest: string, body: (pod: LocalPod) =
   try {
     await body(pod);
   } catch (e) {
-    t.diagnostic(`app events:\n${pod.events().map((x) => `${x.t} ${x.ev} ${x.detail}`).join('\n')}`);
+    t.diagnostic(
+      `app events:\n${pod
+        .events()
+        .map((x) => `${x.t} ${x.ev} ${x.detail}`)
+        .join('\n')}`,
+    );
     t.diagnostic(`sidecar log:\n${await pod.logs('hook-runner')}`);
     t.diagnostic(`app log:\n${await pod.logs('app')}`);
     throw e;
@@ -89,14 +94,18 @@ test('PostStart exec runs inside the app container as its user; the sidecar hold
     assert.ok(existsSync(inApp), 'the file exists in the app container');
     assert.equal(statSync(inApp).uid, 1000, 'written by the app user');
     assert.equal(statSync(inApp).gid, 1000);
-    assert.deepEqual(readFileSync(inApp, 'utf8').trim().split('\n'), ['1000', '1000', '/tmp', 'CapEff:\t0000000000000000'], 'uid, gid, the app\'s working directory, no capability');
+    assert.deepEqual(readFileSync(inApp, 'utf8').trim().split('\n'), ['1000', '1000', '/tmp', 'CapEff:\t0000000000000000'], "uid, gid, the app's working directory, no capability");
     const sidecarPid = await pod.pid('hook-runner');
-    assert.equal(existsSync(`/proc/${sidecarPid}/root/tmp/poststart`), false, 'not in the sidecar\'s file tree');
+    assert.equal(existsSync(`/proc/${sidecarPid}/root/tmp/poststart`), false, "not in the sidecar's file tree");
     assert.ok(!existsSync('/tmp/poststart') || statSync('/tmp/poststart').uid !== 1000, 'not on the host');
 
     // The sidecar's log, from podman: pino JSON, one line per attempt with the command's output.
     const lines = await pod.sidecarLines();
-    assert.deepEqual(lines.filter((l) => 'notJson' in l), [], 'every sidecar log line is JSON');
+    assert.deepEqual(
+      lines.filter((l) => 'notJson' in l),
+      [],
+      'every sidecar log line is JSON',
+    );
     const attempt = lines.find((l) => l.msg === 'hook handler attempt succeeded' && l.phase === 'postStart');
     assert.ok(attempt, 'a log line for the exec attempt');
     assert.equal(attempt.handler, 'exec');
@@ -143,7 +152,10 @@ test('a failing PostStart is a transport error to the kubelet, with the reason i
     assert.ok(attempt, 'a log line for the attempt');
     assert.equal(attempt.exitCode, 3);
     assert.match(attempt.output, /warming failed on purpose/);
-    assert.ok(lines.some((l) => l.msg === 'hook failed' && l.phase === 'postStart' && ['warn', 'error'].includes(l.level)), 'the failure is logged as a warning or error');
+    assert.ok(
+      lines.some((l) => l.msg === 'hook failed' && l.phase === 'postStart' && ['warn', 'error'].includes(l.level)),
+      'the failure is logged as a warning or error',
+    );
     // The kubelet then kills the container (with its grace): the app is stopped by SIGTERM.
     const stop = await pod.stop('app', 10);
     assert.equal(stop.code, 0, stop.stderr);
@@ -183,11 +195,11 @@ test('PreStop runs sleep, http, exec, signal(waitForExit) in order before the st
     const exit = byEv(ev, 'exit');
     assert.ok(http && exec && quit && exit, `every step happened: ${JSON.stringify(ev)}`);
     assert.equal(http.detail, 'POST /cgi-bin/hook?drain body=drain-now');
-    assert.equal(exec.detail, 'uid=1000', 'the exec ran as the app user, in the app (it wrote the app\'s /data)');
+    assert.equal(exec.detail, 'uid=1000', "the exec ran as the app user, in the app (it wrote the app's /data)");
     assert.ok(http.t >= d.t0 + 0.95, `the sleep came first: http ${http.t - d.t0}s after PreStop started`);
     assert.ok(http.t <= exec.t && exec.t <= quit.t && quit.t <= exit.t, 'http, then exec, then SIGQUIT, then the app exited');
     assert.ok(exit.t <= d.preStopEnd + 0.02, 'waitForExit: PreStop answered after the app exited');
-    assert.equal(byEv(ev, 'TERM'), undefined, 'the app had exited on SIGQUIT before the kubelet\'s SIGTERM');
+    assert.equal(byEv(ev, 'TERM'), undefined, "the app had exited on SIGQUIT before the kubelet's SIGTERM");
     const app = await pod.state('app');
     assert.equal(app.exitCode, 0, 'the app exited by itself (not killed)');
     // The sidecar got SIGTERM when the deletion started and kept serving the app's PreStop.
@@ -196,10 +208,16 @@ test('PreStop runs sleep, http, exec, signal(waitForExit) in order before the st
     assert.equal(sc.exitCode, 0, 'the sidecar exited 0 (on its own, not killed)');
     assert.ok(sc.finishedAt >= app.finishedAt, `the sidecar exited after the app (${sc.finishedAt - app.finishedAt} ms)`);
     const lines = await pod.sidecarLines();
-    assert.ok(lines.some((l) => l.msg?.startsWith('stop signal') && l.signal === 'SIGTERM'), 'the sidecar saw SIGTERM');
+    assert.ok(
+      lines.some((l) => l.msg?.startsWith('stop signal') && l.signal === 'SIGTERM'),
+      'the sidecar saw SIGTERM',
+    );
     // One log line per handler, in list order, with the exec's output.
     const attempts = lines.filter((l) => l.phase === 'preStop' && l.msg === 'hook handler attempt succeeded');
-    assert.deepEqual(attempts.map((l) => l.handler), ['sleep', 'http', 'exec', 'signal']);
+    assert.deepEqual(
+      attempts.map((l) => l.handler),
+      ['sleep', 'http', 'exec', 'signal'],
+    );
     assert.match(attempts[2]!.output, /flushed-by-prestop/);
     assert.equal(attempts[1]!.status, 200);
   });
@@ -247,6 +265,9 @@ test('a PreStop overrunning its budget is cut at the deadline; the app still get
     assert.ok(cut, 'the cut attempt is logged');
     assert.equal(cut.outcome, 'deadline');
     assert.match(cut.output ?? '', /long-prestop-started/);
-    assert.ok(lines.some((l) => l.msg === 'hook failed' && l.phase === 'preStop' && l.outcome === 'deadline'), 'the call is logged as cut at the deadline');
+    assert.ok(
+      lines.some((l) => l.msg === 'hook failed' && l.phase === 'preStop' && l.outcome === 'deadline'),
+      'the call is logged as cut at the deadline',
+    );
   });
 });

@@ -177,7 +177,14 @@ export class LocalPod {
     const played = structuredClone(this.injected);
     played.spec.hostNetwork = true;
     delete played.metadata.annotations;
-    const downward: Obj = { 'metadata.name': played.metadata.name, 'metadata.namespace': played.metadata.namespace ?? NAMESPACE, 'metadata.uid': `uid-${played.metadata.name}`, 'spec.nodeName': 'e2e-local', 'status.hostIP': '127.0.0.1', 'status.hostIPs': '127.0.0.1' }; // host network: the node is this machine, its kubelet role calls from 127.0.0.1
+    const downward: Obj = {
+      'metadata.name': played.metadata.name,
+      'metadata.namespace': played.metadata.namespace ?? NAMESPACE,
+      'metadata.uid': `uid-${played.metadata.name}`,
+      'spec.nodeName': 'e2e-local',
+      'status.hostIP': '127.0.0.1',
+      'status.hostIPs': '127.0.0.1',
+    }; // host network: the node is this machine, its kubelet role calls from 127.0.0.1
     for (const c of played.spec.containers as Obj[]) {
       delete c.ports;
       for (const e of c.env ?? []) {
@@ -232,10 +239,13 @@ export class LocalPod {
     } catch {
       return [];
     }
-    return text.split('\n').filter(Boolean).map((l) => {
-      const [t = '', ev = '', ...rest] = l.split(' ');
-      return { t: Number(t), ev, detail: rest.join(' ') };
-    });
+    return text
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => {
+        const [t = '', ev = '', ...rest] = l.split(' ');
+        return { t: Number(t), ev, detail: rest.join(' ') };
+      });
   }
 
   /** Waits (bounded) for an app event. */
@@ -274,13 +284,16 @@ export class LocalPod {
   /** The sidecar's log lines as JSON (pino); a line that is not JSON fails the caller's assertion. */
   async sidecarLines(): Promise<Obj[]> {
     const r = await run('podman', ['logs', this.container('hook-runner')], 30_000);
-    return r.stdout.split('\n').filter(Boolean).map((l) => {
-      try {
-        return JSON.parse(l) as Obj;
-      } catch {
-        return { notJson: l };
-      }
-    });
+    return r.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => {
+        try {
+          return JSON.parse(l) as Obj;
+        } catch {
+          return { notJson: l };
+        }
+      });
   }
 
   /** The kubelet's stop of one container: SIGTERM, SIGKILL after `graceSeconds`. Resolves when podman returns. */
@@ -333,4 +346,3 @@ export function parseTime(s: string): number {
   const zone = !m[4] || m[4] === 'Z' ? 'Z' : m[4].replace(/^([+-]\d\d)(\d\d)$/, '$1:$2');
   return Date.parse(`${m[1]}T${m[2]}.${frac}${zone}`);
 }
-
