@@ -1,7 +1,7 @@
 // The image's entry point, dist/sidecar/hook-runner.cjs (sidecar/launcher.ts, issue 13.1): `sidecar`
 // runs from one CommonJS file without node's ES module loader; every other command is the ES module CLI.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,5 +65,12 @@ test('hook-runner.cjs sidecar serves /readyz and a hook call without loading the
   assert.equal(await exited, 0);
   const loaded = JSON.parse(readFileSync(out, 'utf8')) as string[];
   assert.ok(loaded.includes('NativeModule http'), 'the module list is the sidecar process');
-  for (const m of ['NativeModule internal/modules/esm/loader', 'NativeModule internal/modules/esm/module_job', 'NativeModule internal/fs/promises']) assert.ok(!loaded.includes(m), `${m} loaded`);
+  // Against what a bare CommonJS script loads on the same Node: Node 22+ loads parts of the ES module
+  // loader for every entry point, so only what the sidecar adds beyond that counts.
+  const bareScript = join(mkdtempSync(join(tmpdir(), 'bare-')), 'bare.cjs');
+  writeFileSync(bareScript, 'process.stdout.write(JSON.stringify(process.moduleLoadList));\n');
+  const bare = JSON.parse(execFileSync(process.execPath, [bareScript], { encoding: 'utf8' })) as string[];
+  for (const m of ['NativeModule internal/modules/esm/loader', 'NativeModule internal/modules/esm/module_job', 'NativeModule internal/fs/promises']) {
+    assert.ok(!loaded.includes(m) || bare.includes(m), `${m} loaded (a bare CommonJS script on this Node does not load it)`);
+  }
 });
