@@ -35,9 +35,3 @@ export function readManifests(files: readonly string[], readStdin: () => string 
   }
   return out;
 }
-
-/** `-o yaml|json` output of documents, the same shapes `inject` writes. */
-export function formatDocuments(docs: readonly unknown[], output: 'yaml' | 'json', formatYaml: (d: readonly unknown[]) => string): string {
-  if (output === 'json') return `${JSON.stringify(docs.length === 1 ? docs[0] : { apiVersion: 'v1', kind: 'List', items: docs }, null, 2)}\n`;
-  return formatYaml(docs);
-}

@@ -3,9 +3,9 @@
  * writes the documents with hook-runner's additions removed, warnings to stderr.
  */
 import { parseArgs } from 'node:util';
-import { formatYaml } from '../webhook/core/inject.js';
+import { formatDocuments } from '../webhook/core/inject.js';
 import { UninjectError, uninjectDocument } from '../webhook/core/uninject.js';
-import { formatDocuments, readManifests } from './docs-io.js';
+import { readManifests } from './docs-io.js';
 
 const HELP = `Usage: hook-runner uninject -f FILE|- [-f FILE ...] [-o yaml|json]
 
@@ -78,7 +78,6 @@ export async function runUninjectCli(argv: string[]): Promise<number> {
     formatDocuments(
       out.map((r) => r.doc),
       args.output,
-      formatYaml,
     ),
   );
   return 0;

@@ -7,7 +7,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig, SIDECAR_MODES, type SidecarMode } from './core/config.js';
-import { InjectError, formatYaml, injectDocuments, parseDocumentsCollecting, type InjectedDocument, type ObjectReport } from './core/inject.js';
+import { InjectError, formatDocuments, injectDocuments, parseDocumentsCollecting, type InjectedDocument, type ObjectReport } from './core/inject.js';
 import type { ResolvedMode } from './core/mutate.js';
 import { packageVersion } from '../common/version.js';
 
@@ -185,12 +185,11 @@ export async function runInjectCli(argv: string[]): Promise<number> {
     for (const w of result.warnings) process.stderr.write(`Warning: ${source}: ${w}\n`);
     for (const r of result.reports) process.stderr.write(`${reportLine(r)}\n`);
   }
-  const out = results.map((r) => r.result.doc);
-  if (args.output === 'json') {
-    const value = out.length === 1 ? out[0] : { apiVersion: 'v1', kind: 'List', items: out };
-    process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
-  } else {
-    process.stdout.write(formatYaml(out));
-  }
+  process.stdout.write(
+    formatDocuments(
+      results.map((r) => r.result.doc),
+      args.output,
+    ),
+  );
   return 0;
 }

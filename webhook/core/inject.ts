@@ -221,6 +221,12 @@ function plainIsAmbiguous(s: string): boolean {
  * Strings that YAML 1.1 would read as booleans, numbers, dates or null are double-quoted: the
  * `yaml` package writes YAML 1.2, where `yes` is a string, but kubectl reads YAML 1.1.
  */
+/** `-o yaml|json` output of documents: JSON is the object itself for one document, a `v1 List` of them for several (DESIGN §2). */
+export function formatDocuments(docs: readonly unknown[], output: 'yaml' | 'json'): string {
+  if (output === 'json') return `${JSON.stringify(docs.length === 1 ? docs[0] : { apiVersion: 'v1', kind: 'List', items: docs }, null, 2)}\n`;
+  return formatYaml(docs);
+}
+
 export function formatYaml(docs: readonly unknown[]): string {
   return docs
     .map((d) => {
